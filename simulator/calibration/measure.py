@@ -1,0 +1,217 @@
+"""Time every variant at every batch size; measure size, load time, first call and quality.
+
+Method (see docs/calibration.md and the calibration notes): one thread (``torch.set_num_threads``)
+so a neighbour process cannot wreck the timings; ``torch.inference_mode``; warm-up calls per
+batch size; the reps of a cell are spread over several *rounds* that cycle through all variants
+and batch sizes, so a slow stretch of the machine (its speed drifts in correlated stretches)
+lands on all cells alike; the whole sample is kept. ``run_pooled`` repeats the measurement in
+several fresh processes one after another and pools the samples.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from simulator.calibration.model import DLRM, ModelConfig, build_model, make_inputs
+from simulator.calibration.variants import build_variant, deserialize, serialize
+
+Progress = Callable[[str, int, int], None]  # (description, done, total)
+
+
+@dataclass
+class Spec:
+    """What to measure. Times in ms, sizes in items."""
+
+    model: ModelConfig
+    variants: list[str]
+    batch_sizes: list[int]
+    reps: int = 100
+    warmup: int = 5
+    rounds: int = 4
+    threads: int = 1
+    device: str = "cpu"
+    train_steps: int = 300
+    eval_samples: int = 20_000
+    quality: bool = True
+
+
+@dataclass
+class Measured:
+    """Raw results of one or more processes (samples pooled across them)."""
+
+    samples_ms: dict[str, list[np.ndarray]]  # variant -> per batch size
+    model_bytes: dict[str, int] = field(default_factory=dict)
+    load_time_s: dict[str, list[float]] = field(default_factory=dict)
+    first_call_ms: dict[str, list[float]] = field(default_factory=dict)
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> arch config
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties averaged)."""
+    pos = labels > 0.5
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def quality(models: dict[str, torch.nn.Module], cfg: ModelConfig, samples: int,
+            device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Score a seeded eval set; labels ~ Bernoulli(fp32 teacher's probability), seeded.
+    Returns per variant: auc, auc_delta, max_abs_diff, mean_abs_diff (vs fp32 scores)."""
+    dense, idx, off = (t.to(device) for t in make_inputs(cfg, samples, seed=cfg.seed + 777))
+    scores: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for name, m in models.items():
+            parts = [m(dense[i:i + 4096], idx[:, i:i + 4096],
+                       torch.arange(0, min(4096, samples - i), device=device))
+                     for i in range(0, samples, 4096)] if cfg.pooling == 1 else [m(dense, idx, off)]
+            scores[name] = torch.cat(parts).float().cpu().numpy()
+    ref = scores.get("fp32")
+    if ref is None:
+        raise ValueError("quality needs the fp32 variant as reference")
+    labels = (np.random.default_rng(cfg.seed + 4242).random(samples) < ref).astype(float)
+    base = auc(ref, labels)
+    out = {}
+    for name, s in scores.items():
+        a = auc(s, labels)
+        d = np.abs(s - ref)
+        out[name] = {"auc": round(a, 5), "auc_delta": round(a - base, 5),
+                     "max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean())}
+    return out
+
+
+def load_stats(model: torch.nn.Module, cfg: ModelConfig,
+               device: str = "cpu") -> tuple[int, float, float]:
+    """(serialized bytes, load time s = deserialize + warm-up, first call ms at batch 1)."""
+    data = serialize(model.cpu() if device == "cpu" else model)
+    dense, idx, off = (t.to(device) for t in make_inputs(cfg, 1, seed=5))
+    t0 = time.perf_counter()
+    m = deserialize(data).to(device)
+    with torch.inference_mode():
+        t1 = time.perf_counter()
+        m(dense, idx, off)
+        _sync(device)
+        t2 = time.perf_counter()
+        for _ in range(3):
+            m(dense, idx, off)
+        _sync(device)
+    t3 = time.perf_counter()
+    return len(data), t3 - t0, (t2 - t1) * 1e3
+
+
+def build_all(spec: Spec) -> tuple[DLRM, dict[str, torch.nn.Module]]:
+    """The seeded teacher and every requested variant (on spec.device)."""
+    teacher = build_model(spec.model)
+    models = {v: build_variant(v, teacher, spec.train_steps) for v in spec.variants}
+    if spec.device != "cpu":
+        models = {k: m.to(spec.device) for k, m in models.items()}
+    return teacher, models
+
+
+def time_cells(models: dict[str, torch.nn.Module], spec: Spec,
+               progress: Progress | None = None) -> dict[str, list[np.ndarray]]:
+    """Timed forward passes (ms) per variant and batch size, interleaved in rounds."""
+    inputs = {b: tuple(t.to(spec.device) for t in make_inputs(spec.model, b, seed=1000 + b))
+              for b in spec.batch_sizes}
+    samples: dict[str, list[list[float]]] = {v: [[] for _ in spec.batch_sizes] for v in models}
+    per_round = [spec.reps // spec.rounds + (r < spec.reps % spec.rounds)
+                 for r in range(spec.rounds)]
+    total, done = len(models) * len(spec.batch_sizes) * spec.rounds, 0
+    with torch.inference_mode():
+        for r, n in enumerate(per_round):
+            for v, m in models.items():
+                for j, b in enumerate(spec.batch_sizes):
+                    if progress:
+                        progress(f"round {r + 1}/{spec.rounds} {v} batch {b}", done, total)
+                    dense, idx, off = inputs[b]
+                    for _ in range(spec.warmup if r == 0 else 1):
+                        m(dense, idx, off)
+                    _sync(spec.device)
+                    cell = samples[v][j]
+                    for _ in range(n):
+                        t0 = time.perf_counter_ns()
+                        m(dense, idx, off)
+                        _sync(spec.device)
+                        cell.append((time.perf_counter_ns() - t0) / 1e6)
+                    done += 1
+    return {v: [np.asarray(c) for c in cells] for v, cells in samples.items()}
+
+
+def measure(spec: Spec, progress: Progress | None = None) -> Measured:
+    """Build the model and variants in this process and measure everything."""
+    torch.set_num_threads(spec.threads)
+    if progress:
+        progress("building model and variants", 0, 1)
+    teacher, models = build_all(spec)
+    res = Measured(samples_ms=time_cells(models, spec, progress))
+    for v, m in models.items():
+        nbytes, load_s, first_ms = load_stats(m, spec.model, spec.device)
+        res.model_bytes[v] = nbytes
+        res.load_time_s[v] = [load_s]
+        res.first_call_ms[v] = [first_ms]
+        cfg = getattr(m, "cfg", teacher.cfg)
+        res.config[v] = cfg.to_dict()
+    if spec.quality:
+        if progress:
+            progress("quality on the synthetic labelled set", 0, 1)
+        ms = dict(models) if "fp32" in models else {"fp32": teacher, **models}
+        q = quality(ms, spec.model, spec.eval_samples, spec.device)
+        res.quality = {v: q[v] for v in models}
+    return res
+
+
+def _worker(spec: Spec, queue: Any) -> None:
+    def progress(desc: str, done: int, total: int) -> None:
+        queue.put(("progress", desc, done, total))
+
+    try:
+        queue.put(("result", measure(spec, progress)))
+    except BaseException as exc:  # report, do not hang the parent
+        queue.put(("error", repr(exc)))
+
+
+def run_pooled(spec: Spec, processes: int, progress: Progress | None = None) -> Measured:
+    """Measure in ``processes`` fresh processes, one after another, and pool the samples.
+    Quality is computed in the first process only (it is deterministic)."""
+    if processes <= 1:
+        return measure(spec, progress)
+    ctx = mp.get_context("spawn")
+    results: list[Measured] = []
+    for p in range(processes):
+        q = ctx.Queue()
+        sub = Spec(**{**spec.__dict__, "quality": spec.quality and p == 0})
+        proc = ctx.Process(target=_worker, args=(sub, q), daemon=True)
+        proc.start()
+        while True:
+            msg = q.get()
+            if msg[0] == "progress":
+                if progress:
+                    progress(f"process {p + 1}/{processes}: {msg[1]}", msg[2], msg[3])
+                continue
+            proc.join()
+            if msg[0] == "error":
+                raise RuntimeError(f"measurement process {p + 1} failed: {msg[1]}")
+            results.append(msg[1])
+            break
+    first = results[0]
+    for other in results[1:]:
+        for v in first.samples_ms:
+            first.samples_ms[v] = [np.concatenate([a, b]) for a, b in
+                                   zip(first.samples_ms[v], other.samples_ms[v], strict=True)]
+            first.load_time_s[v] += other.load_time_s[v]
+            first.first_call_ms[v] += other.first_call_ms[v]
+    return first

@@ -1,0 +1,169 @@
+"""Real in-process serving: a dynamic batcher thread runs the model under open-loop Poisson load.
+
+A load-generator thread enqueues requests (1 item each) at precomputed Poisson arrival times;
+the server thread waits for the first request, then until ``max_batch`` requests are queued or
+the oldest has waited ``max_wait_ms`` (``threading.Condition.wait`` with a timeout: its
+overshoot is the timer slack the simulator needs), collates the requests' features into one
+batch, runs the forward pass and stamps every request's finish time. Everything is real: the
+GIL shared by the two threads, the collation, the timer.
+
+``serving_overheads`` turns a short serving run into the per-batch costs serving adds to the
+isolated forward pass (``overhead_ms_per_batch + overhead_ms_per_item * items``), as the
+profile schema wants them: the median dispatch->finish time per batch size minus the fitted
+isolated forward time, fitted affine in the batch size (weighted by how many batches of each
+size were seen).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from simulator.calibration.model import ModelConfig, make_inputs
+
+
+@dataclass
+class ServingResult:
+    """One serving run. Times are seconds since the run's start unless named *_ms."""
+
+    rate_qps: float
+    duration_s: float
+    warmup_s: float
+    latency_ms: np.ndarray  # per request that arrived inside the measured window
+    batch_items: np.ndarray  # per batch
+    batch_start: np.ndarray  # dispatch instant (s)
+    batch_ms: np.ndarray  # dispatch -> last result stamped (ms)
+    timer_overshoot_ms: np.ndarray  # for batches dispatched by the timer: actual - deadline
+    utilization: float  # busy fraction of the server over the measured window
+    achieved_qps: float
+
+    def percentiles(self) -> dict[str, float]:
+        q = np.quantile(self.latency_ms, [0.5, 0.95, 0.99]) if len(self.latency_ms) else [0] * 3
+        return {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2])}
+
+
+class _Req:
+    __slots__ = ("dense", "ids", "t_arrive", "t_done")
+
+    def __init__(self, dense: torch.Tensor, ids: torch.Tensor, t_arrive: float) -> None:
+        self.dense, self.ids, self.t_arrive, self.t_done = dense, ids, t_arrive, 0.0
+
+
+def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig, rate_qps: float,
+          duration_s: float, max_batch: int, max_wait_ms: float, warmup_s: float = 1.0,
+          seed: int = 0, pool: int = 2048) -> ServingResult:
+    """Serve ``model`` at ``rate_qps`` Poisson arrivals for ``duration_s`` (the first
+    ``warmup_s`` are not measured); returns every measured request's latency (ms)."""
+    if cfg.pooling != 1:
+        raise ValueError("the serving harness sends one id per table (pooling = 1)")
+    dense_pool, idx_pool, _ = make_inputs(cfg, pool, seed=seed + 31)
+    ids_pool = idx_pool.t().contiguous()  # (pool, T): one request's ids
+    rng = np.random.default_rng(seed)
+    n = int(rate_qps * duration_s * 1.2) + 10
+    arrivals = np.cumsum(rng.exponential(1.0 / rate_qps, n))
+    arrivals = arrivals[arrivals < duration_s]
+    picks = rng.integers(0, pool, len(arrivals))
+    queue: deque[_Req] = deque()
+    cond = threading.Condition()
+    done: list[_Req] = []
+    batches: list[tuple[int, float, float, float]] = []  # items, start, finish, overshoot
+    stop = threading.Event()
+    wait_s = max_wait_ms / 1e3
+    with torch.inference_mode():  # warm the model at every size the batcher can form
+        for k in sorted({1, 2, max(1, max_batch // 2), max_batch}):
+            for _ in range(3):
+                model(dense_pool[:k], idx_pool[:, :k], torch.arange(k))
+    t0 = time.perf_counter()
+
+    def generate() -> None:
+        for t_due, j in zip(arrivals, picks, strict=True):
+            delay = t0 + t_due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            req = _Req(dense_pool[j], ids_pool[j], time.perf_counter())
+            with cond:
+                queue.append(req)
+                if len(queue) == 1 or len(queue) >= max_batch:
+                    cond.notify()
+
+    def server() -> None:
+        torch.set_num_threads(torch.get_num_threads())
+        with torch.inference_mode():
+            while True:
+                with cond:
+                    while not queue:
+                        if stop.is_set():
+                            return
+                        cond.wait(0.05)
+                    deadline = queue[0].t_arrive + wait_s
+                    while len(queue) < max_batch:
+                        remaining = deadline - time.perf_counter()
+                        if remaining <= 0:
+                            break
+                        cond.wait(remaining)
+                    start = time.perf_counter()
+                    k = min(max_batch, len(queue))
+                    reqs = [queue.popleft() for _ in range(k)]
+                dense = torch.stack([r.dense for r in reqs])
+                ids = torch.stack([r.ids for r in reqs], dim=1)
+                model(dense, ids, torch.arange(k))
+                finish = time.perf_counter()
+                for r in reqs:
+                    r.t_done = finish
+                done.extend(reqs)
+                over = (start - deadline) * 1e3 if k < max_batch else float("nan")
+                batches.append((k, start - t0, finish - t0, over))
+
+    threads = [threading.Thread(target=generate, daemon=True),
+               threading.Thread(target=server, daemon=True)]
+    for th in threads:
+        th.start()
+    threads[0].join()
+    stop.set()
+    threads[1].join(timeout=60)
+    lat = np.array([(r.t_done - r.t_arrive) * 1e3 for r in done
+                    if warmup_s <= r.t_arrive - t0 < duration_s])
+    b = np.array(batches) if batches else np.zeros((0, 4))
+    window = duration_s - warmup_s
+    start, finish = b[:, 1], b[:, 2]
+    busy = np.clip(np.minimum(finish, duration_s) - np.maximum(start, warmup_s), 0, None).sum()
+    over = b[:, 3]
+    return ServingResult(
+        rate_qps=rate_qps, duration_s=duration_s, warmup_s=warmup_s, latency_ms=lat,
+        batch_items=b[:, 0].astype(int), batch_start=start, batch_ms=(finish - start) * 1e3,
+        timer_overshoot_ms=over[np.isfinite(over)], utilization=float(busy / window),
+        achieved_qps=len(lat) / window,
+    )
+
+
+def serving_overheads(res: ServingResult, fitted_ms: Callable[[np.ndarray], np.ndarray],
+                      min_count: int = 3) -> tuple[float, float]:
+    """(overhead_ms_per_batch, overhead_ms_per_item) >= 0: affine fit, weighted by counts, of
+    median(serving batch time | k) - fitted isolated forward time(k)."""
+    sel = res.batch_start >= res.warmup_s
+    ks, times = res.batch_items[sel], res.batch_ms[sel]
+    xs, ys, ws = [], [], []
+    for k in np.unique(ks):
+        t = times[ks == k]
+        if len(t) >= min_count:
+            xs.append(float(k))
+            ys.append(float(np.median(t)) - float(fitted_ms(np.array(float(k)))))
+            ws.append(float(len(t)))
+    if not xs:
+        return 0.0, 0.0
+    x, y, w = np.array(xs), np.array(ys), np.sqrt(np.array(ws))
+    if len(x) == 1:
+        return max(0.0, y[0]), 0.0
+    A = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
+    (a, b), *_ = np.linalg.lstsq(A, y * w, rcond=None)
+    if b < 0:
+        a, b = float(np.average(y, weights=w**2)), 0.0
+    if a < 0:
+        a, b = 0.0, max(0.0, float(np.sum(x * y * w**2) / np.sum(x * x * w**2)))
+    return max(0.0, float(a)), max(0.0, float(b))

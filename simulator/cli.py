@@ -1,0 +1,107 @@
+"""The ``peaksim`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from simulator.profiles import ProfileError
+from simulator.scenario import ScenarioError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _CleanErrors(click.Group):
+    """Turn scenario and profile errors into one clear message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ScenarioError, ProfileError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+
+@click.group(cls=_CleanErrors)
+@click.version_option(package_name="peaksim")
+def main() -> None:
+    """PeakSim: capacity planning for recommendation inference on promotion days."""
+
+
+_set_option = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE",
+    help="Override a scenario field (dotted; list items by name, e.g. cluster.pools.gpu.nodes=9)."
+)
+
+
+@main.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (default results/<scenario>-<timestamp>/).")
+@click.option("--seed", type=int, default=None, help="Override simulation.seed.")
+@_set_option
+@click.option("--records", default=None, metavar="all|none|auto|sample:P",
+              help="Per-request records (default: simulation.records).")
+@click.option("--quiet", is_flag=True, help="Print only the output directory.")
+def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str, ...],
+            records: str | None, quiet: bool) -> None:
+    """Run one simulation of SCENARIO (a TOML file) and write its results."""
+    from simulator.api import run
+    from simulator.output import default_out_dir, write_json, write_parquet
+    from simulator.scenario import load_scenario
+    from simulator.summary import format_summary
+
+    sc = load_scenario(scenario, list(sets))
+    if records is not None:
+        from simulator.scenario import apply_override, scenario_from_dict
+
+        raw = sc.model_dump()
+        apply_override(raw, "simulation.records", records)
+        sc = scenario_from_dict(raw, str(scenario), base_dir=scenario.parent)
+    out_dir = out or default_out_dir(sc.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run(sc, seed=seed, records_path=out_dir / "records.parquet")
+    write_parquet(out_dir / "timeseries.parquet", res.timeseries)
+    write_json(out_dir / "scenario.json", {"source": str(scenario), "overrides": list(sets),
+                                           "scenario": sc.model_dump(mode="json")})
+    write_json(out_dir / "summary.json", res.summary)
+    if not quiet:
+        console.print(format_summary(res.summary))
+    console.print(f"results: {out_dir}")
+
+
+@main.command("validate")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@_set_option
+def validate_cmd(scenario: Path, sets: tuple[str, ...]) -> None:
+    """Check SCENARIO without running it; print the fully resolved scenario."""
+    import json
+
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(scenario, list(sets))
+    console.print_json(json.dumps(sc.model_dump(mode="json")))
+    console.print(f"[green]ok[/]: {scenario}")
+
+
+def _register_optional() -> None:
+    """Commands that live in other packages (calibration imports torch only when run)."""
+    try:
+        from simulator.calibration import cli as cal
+    except ImportError:
+        return
+    for name in ("calibrate", "profile", "validate_calibration"):
+        cmd = getattr(cal, name, None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

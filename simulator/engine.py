@@ -1,0 +1,437 @@
+"""The SimPy engine: nodes serve batches; the engine executes routing and batching decisions.
+
+Processes (each reads like the system it models):
+
+* ``node``: take a batch (or wait until the dispatcher hands one over), serve it for the time
+  the service model draws, record it, repeat;
+* ``arrivals`` (per-node dispatch only): at each arrival, ask the router for a node and push the
+  request into that node's queue;
+* ``sampler``: at every time-series boundary, look at queue lengths and busy time.
+
+With central dispatch requests are not events: the shared queue is a range of the sorted
+arrival array and free nodes pull from it; a timer event exists only while some node is idle
+(for the next arrival, or the batcher's deadline). SimPy events therefore happen per batch and
+per node state change, not per request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from simulator.cluster import NodeTable, Pool
+from simulator.metrics import TimeSeries
+from simulator.policies import create
+from simulator.policies.batching import NoBatching
+from simulator.policies.views import BatchDecision, QueueView
+from simulator.queues import CentralQueue, NodeQueue
+from simulator.recorder import Recorder, RecordSink
+from simulator.requests import COMPLETED, DROPPED, RequestTable
+from simulator.rng import BufferedRandom, stream
+from simulator.scenario import Scenario
+from simulator.service import build_service
+from simulator.workload import Workload
+
+
+class Simulation:
+    """One run of one scenario with one seed."""
+
+    def __init__(self, sc: Scenario, seed: int | None = None, records: str | None = None,
+                 records_path: Path | None = None) -> None:
+        self.sc = sc
+        self.seed = sc.simulation.seed if seed is None else int(seed)
+        self.env = simpy.Environment()
+        self.duration_s = sc.simulation.duration_s
+        self.warmup_s = sc.simulation.warmup_s
+        self.workload = Workload(sc, self.seed)
+        pol = sc.policy
+
+        # cluster
+        self.pools: list[Pool] = []
+        nid = 0
+        for i, pc in enumerate(sc.cluster.pools):
+            svc_cfg = sc.pool_service(pc)
+            path = sc.resolve_path(svc_cfg.profile) if svc_cfg.profile else None
+            svc = build_service(svc_cfg, stream(self.seed, f"service:{pc.name}"), path)
+            self.pools.append(Pool(i, pc, svc, list(range(nid, nid + pc.nodes))))
+            nid += pc.nodes
+        self.nodes = NodeTable(self.pools, pol.admission.max_queue_length)
+        self._svc = [self.pools[p].service for p in self.nodes.pool_of.tolist()]
+        self._pool_of = [self.pools[p] for p in self.nodes.pool_of.tolist()]
+
+        # measurement
+        self.series = TimeSeries(self.duration_s, sc.simulation.timeseries_interval_s)
+        mode = records or sc.simulation.records
+        if mode == "auto":
+            expected = self.workload.mean_rate_qps() * self.duration_s
+            mode = "all" if expected <= 1e6 else f"sample:{max(1e6 / expected, 1e-6):.6g}"
+        self.records_mode = mode
+        self.sink = RecordSink(mode, self.seed, records_path, [c.name for c in sc.workload.classes],
+                               self.nodes.pool_of, [p.name for p in self.pools])
+        self.recorder = Recorder(sc, self.series, self.sink)
+        self.table = RequestTable(self.workload.chunks(), self.recorder.on_chunk)
+
+        # admission and timeouts (s per class; inf = none)
+        default_to = pol.admission.timeout_ms
+        tos = [c.timeout_ms or default_to for c in sc.workload.classes]
+        self.timeout_s = np.asarray([t / 1000.0 if t else np.inf for t in tos])
+        self.has_timeouts = bool(np.isfinite(self.timeout_s).any())
+
+        # policies
+        b = pol.batching
+        bargs = dict(max_batch=b.max_batch, max_batch_items=b.max_batch_items,
+                     max_wait_ms=b.max_wait_ms, preferred_sizes=b.preferred_sizes,
+                     timer_slack_ms=b.timer_slack_ms, **b.params)
+        self.central = pol.dispatch == "central"
+        n = self.nodes.n
+        if self.central:
+            self.queue = CentralQueue(self.table, pol.admission.max_queue_length)
+            self.batcher = create("batcher", b.name, **bargs)
+            self._fast = type(self.batcher) is NoBatching
+            self.idle: deque[int] = deque()
+            self._timer_at = math.inf
+            self._timer_gen = 0
+        else:
+            self.node_q = [NodeQueue() for _ in range(n)]
+            self.batchers = [create("batcher", b.name, **bargs) for _ in range(n)]
+            self._fast = type(self.batchers[0]) is NoBatching
+            r = pol.routing
+            self.router = create("router", r.name, d=r.d, **r.params)
+            self.route_rng = BufferedRandom(stream(self.seed, "routing"))
+            self._waiting = [False] * n
+            self._wake_size = [0] * n
+            self._node_timer_gen = [0] * n
+        self._wake: list[simpy.Event | None] = [None] * n
+        self.in_service = 0
+        self.batches = 0
+        self.max_batch_seen = 0
+        self._busy_at_warmup: list[float] | None = None
+        self._prev_busy: list[float] = [0.0] * len(self.pools)
+        self.wall_s = 0.0
+
+    # ================================================================== processes
+    def run(self) -> Simulation:
+        """Run to ``duration_s`` and finish the bookkeeping."""
+        t0 = time.perf_counter()
+        env = self.env
+        for j in range(self.nodes.n):
+            env.process(self._node(j))
+        if not self.central:
+            env.process(self._arrivals())
+        env.process(self._sampler())
+        env.run(until=self.duration_s)
+        self._finish()
+        self.wall_s = time.perf_counter() - t0
+        return self
+
+    def _node(self, j: int) -> Generator[simpy.Event, Any, None]:
+        """A node: take a batch, serve it, record it; wait when there is nothing to take."""
+        env = self.env
+        tab = self.table
+        nodes = self.nodes
+        svc = self._svc[j]
+        pool = self._pool_of[j]
+        while True:
+            batch = self._take(j)
+            if batch is None:
+                ev = env.event()
+                self._wake[j] = ev
+                batch = yield ev
+                self._wake[j] = None
+                if batch is None:
+                    continue
+            now = env.now
+            # start: bookkeeping vectorised over the batch (ids are global)
+            if isinstance(batch, int):
+                k = 1
+                i = batch - tab.base
+                items = int(tab.size[i])
+                tab.start[i] = now
+                tab.node[i] = j
+            else:
+                k = len(batch)
+                loc = batch - tab.base
+                items = int(tab.size[loc].sum())
+                tab.start[loc] = now
+                tab.node[loc] = j
+            dt = svc.sample(k, items)
+            nodes.busy[j] = 1
+            nodes.busy_until_s[j] = now + dt
+            nodes.batch_start_s[j] = now
+            pool.n_busy += 1
+            pool.busy_start_sum_s += now
+            self.in_service += k
+            self.batches += 1
+            if k > self.max_batch_seen:
+                self.max_batch_seen = k
+            yield env.timeout(dt)
+            # finish
+            now = env.now
+            if isinstance(batch, int):
+                i = batch - tab.base
+                tab.finish[i] = now
+                tab.outcome[i] = COMPLETED
+            else:
+                loc = batch - tab.base
+                tab.finish[loc] = now
+                tab.outcome[loc] = COMPLETED
+            nodes.busy[j] = 0
+            pool.n_busy -= 1
+            started = nodes.batch_start_s[j]
+            pool.busy_start_sum_s -= started
+            pool.busy_done_s += now - started
+            pool.batches += 1
+            pool.served += k
+            self.in_service -= k
+
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        """Per-node dispatch: route each arriving request to a node's queue."""
+        env = self.env
+        tab = self.table
+        gid = 0
+        while tab.ensure(gid):
+            t = float(tab.t[gid - tab.base])
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self._route(gid)
+            gid += 1
+
+    def _sampler(self) -> Generator[simpy.Event, Any, None]:
+        """Fill the time series at each interval boundary (and note busy time at warm-up)."""
+        env = self.env
+        iv = self.series.interval_s
+        self._prev_busy = [0.0] * len(self.pools)
+        bounds = [k * iv for k in range(1, self.series.n) if k * iv < self.duration_s]
+        marks = sorted({*bounds, self.warmup_s})
+        for t in marks:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self._observe()
+            if self._busy_at_warmup is None and env.now >= self.warmup_s:
+                self._busy_at_warmup = [p.busy_seconds(env.now) for p in self.pools]
+            k = round(t / iv) - 1
+            if abs((k + 1) * iv - t) < 1e-9 and k >= 0:
+                self._fill_row(k)
+
+    def _fill_row(self, k: int) -> None:
+        """Row k of the time series, observed at its end (now)."""
+        s = self.series
+        now = self.env.now
+        busy = [p.busy_seconds(now) for p in self.pools]
+        width = now - k * s.interval_s
+        s.busy_nodes[k] = (sum(busy) - sum(self._prev_busy)) / width if width > 0 else 0.0
+        s.provisioned_nodes[k] = sum(p.provisioned(now) for p in self.pools)
+        s.queue_len[k] = self._queue_length()
+        s.in_system[k] = s.queue_len[k] + self.in_service
+        self._prev_busy = busy
+
+    # ================================================================== dispatch
+    def _observe(self) -> None:
+        """Bring lazy state up to date (admissions, timeouts) before looking at queues."""
+        now = self.env.now
+        if self.central:
+            self.queue.materialize(now)
+            if self.has_timeouts:
+                self.queue.expire(now, self.timeout_s)
+        elif self.has_timeouts:
+            for j, q in enumerate(self.node_q):
+                self._expire_node(j, q, now)
+
+    def _queue_length(self) -> int:
+        if self.central:
+            return self.queue.len
+        return int(self.nodes.queue_len.sum())
+
+    def _take(self, j: int) -> int | np.ndarray | None:
+        """A batch for node j now, or None after arranging a wake-up."""
+        if self.central:
+            batch, wake_t = self._decide_central()
+            if batch is None:
+                self.idle.append(j)
+                self._arm(wake_t)
+            return batch
+        return self._take_node(j)
+
+    def _decide_central(self) -> tuple[int | np.ndarray | None, float]:
+        """Apply the batcher to the central queue: (batch, inf) or (None, wake-up time)."""
+        now = self.env.now
+        q = self.queue
+        while True:
+            q.materialize(now)
+            if self.has_timeouts:
+                q.expire(now, self.timeout_s)
+            if self._fast:
+                if q.len:
+                    return q.pop_one(), math.inf
+                return None, q.fill_time(1)
+            dec = self._ask(self.batcher, q, now)
+            if dec.take <= 0:
+                return None, self._wake_time(dec, q.fill_time(dec.wake_at_size)
+                                             if dec.wake_at_size else math.inf)
+            batch = q.take(min(dec.take, self.batcher.max_batch))
+            if self.has_timeouts:
+                batch = self._drop_expired(batch, now)
+            if len(batch):
+                return batch, math.inf
+
+    def _ask(self, batcher: Any, q: CentralQueue | NodeQueue, now: float) -> BatchDecision:
+        tab = self.table
+        ids = q.peek(batcher.max_batch)
+        loc = ids - tab.base
+        view = QueueView(n_waiting=len(q) if isinstance(q, NodeQueue) else q.len,
+                         arrival_s=tab.t[loc], items=tab.size[loc])
+        return batcher.next_batch(view, now)
+
+    @staticmethod
+    def _wake_time(dec: BatchDecision, fill_t: float) -> float:
+        until = dec.wait_until_s if dec.wait_until_s is not None else math.inf
+        return min(until, fill_t)
+
+    def _drop_expired(self, batch: np.ndarray, now: float) -> np.ndarray:
+        """Requests of a batch whose queue timeout passed leave as timed out."""
+        tab = self.table
+        loc = batch - tab.base
+        deadline = tab.t[loc] + self.timeout_s[tab.cls[loc]]
+        late = deadline < now
+        if late.any():
+            tab.outcome[loc[late]] = 3
+            tab.finish[loc[late]] = deadline[late]
+            return batch[~late]
+        return batch
+
+    def _arm(self, t: float) -> None:
+        """Make sure the central dispatcher wakes at time ``t`` (earliest request wins)."""
+        if t >= self.duration_s or t >= self._timer_at:
+            return
+        now = self.env.now
+        self._timer_at = t
+        self._timer_gen += 1
+        gen = self._timer_gen
+        ev = self.env.timeout(max(t - now, 0.0))
+        ev.callbacks.append(lambda _e: self._on_timer(gen))
+
+    def _on_timer(self, gen: int) -> None:
+        if gen != self._timer_gen:
+            return
+        self._timer_at = math.inf
+        while self.idle:
+            batch, wake_t = self._decide_central()
+            if batch is None:
+                self._arm(wake_t)
+                return
+            j = self.idle.popleft()
+            ev = self._wake[j]
+            assert ev is not None
+            ev.succeed(batch)
+
+    # ------------------------------------------------------------------ per-node dispatch
+    def _route(self, gid: int) -> None:
+        tab = self.table
+        nodes = self.nodes
+        now = self.env.now
+        j = self.router.choose(nodes.view, self.route_rng, now)
+        i = gid - tab.base
+        if nodes.queue_len[j] >= nodes.view.capacity:
+            tab.outcome[i] = DROPPED
+            tab.finish[i] = now
+            return
+        self.node_q[j].ids.append(gid)
+        nodes.queue_len[j] += 1
+        nodes.queued_work_s[j] += self._svc[j].mean_time(1, int(tab.size[i]))
+        if self._waiting[j] and nodes.queue_len[j] >= self._wake_size[j]:
+            self._wake_node(j)
+
+    def _wake_node(self, j: int) -> None:
+        self._waiting[j] = False
+        self._node_timer_gen[j] += 1
+        ev = self._wake[j]
+        if ev is not None and not ev.triggered:
+            ev.succeed(None)
+
+    def _take_node(self, j: int) -> int | np.ndarray | None:
+        q = self.node_q[j]
+        nodes = self.nodes
+        now = self.env.now
+        if self.has_timeouts:
+            self._expire_node(j, q, now)
+        while len(q):
+            if self._fast:
+                batch: int | np.ndarray = q.ids.popleft()
+                taken = [batch]
+            else:
+                dec = self._ask(self.batchers[j], q, now)
+                if dec.take <= 0:
+                    return self._wait_node(j, dec)
+                batch = q.take(min(dec.take, self.batchers[j].max_batch))
+                taken = batch.tolist()
+            tab = self.table
+            svc = self._svc[j]
+            nodes.queue_len[j] -= len(taken)
+            for gid in taken:
+                nodes.queued_work_s[j] -= svc.mean_time(1, int(tab.size[gid - tab.base]))
+            if nodes.queue_len[j] == 0:
+                nodes.queued_work_s[j] = 0.0
+            if self.has_timeouts and not isinstance(batch, int):
+                batch = self._drop_expired(batch, now)
+                if not len(batch):
+                    continue
+            elif self.has_timeouts:
+                i = batch - tab.base
+                if tab.t[i] + self.timeout_s[tab.cls[i]] < now:
+                    tab.outcome[i] = 3
+                    tab.finish[i] = tab.t[i] + self.timeout_s[tab.cls[i]]
+                    continue
+            return batch
+        self._waiting[j] = True
+        self._wake_size[j] = 1
+        return None
+
+    def _wait_node(self, j: int, dec: BatchDecision) -> None:
+        self._waiting[j] = True
+        self._wake_size[j] = dec.wake_at_size or 10**18
+        if dec.wait_until_s is not None and dec.wait_until_s < self.duration_s:
+            self._node_timer_gen[j] += 1
+            gen = self._node_timer_gen[j]
+            ev = self.env.timeout(max(dec.wait_until_s - self.env.now, 0.0))
+            ev.callbacks.append(
+                lambda _e: self._wake_node(j) if self._node_timer_gen[j] == gen else None)
+        return None
+
+    def _expire_node(self, j: int, q: NodeQueue, now: float) -> None:
+        gone = q.expire(now, self.timeout_s, self.table)
+        if gone:
+            tab = self.table
+            self.nodes.queue_len[j] -= len(gone)
+            for gid in gone:
+                self.nodes.queued_work_s[j] -= self._svc[j].mean_time(
+                    1, int(tab.size[gid - tab.base]))
+            if self.nodes.queue_len[j] == 0:
+                self.nodes.queued_work_s[j] = 0.0
+
+    # ================================================================== end of run
+    def _finish(self) -> None:
+        """Admit the last arrivals, then hand every chunk to the recorder."""
+        end = self.duration_s
+        self.table.ensure_time(end)
+        if self.central:
+            self.queue.materialize(end)
+            if self.has_timeouts:
+                self.queue.expire(end, self.timeout_s)
+        self._fill_row(self.series.n - 1)
+        if self._busy_at_warmup is None:
+            self._busy_at_warmup = [p.busy_seconds(end) for p in self.pools]
+        self.table.flush_all()
+        self.records = self.sink.close()
+
+    def busy_seconds_window(self) -> list[float]:
+        """Busy node-seconds per pool inside [warmup_s, duration_s]."""
+        end = [p.busy_seconds(self.duration_s) for p in self.pools]
+        start = self._busy_at_warmup or [0.0] * len(self.pools)
+        return [e - s for e, s in zip(end, start, strict=True)]

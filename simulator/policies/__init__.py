@@ -1,0 +1,17 @@
+"""Pure scheduling policies: read-only views in, decisions out. No SimPy, no I/O.
+
+Importing this package registers the built-in routers and batchers by name.
+"""
+
+from simulator.policies import batching, routing  # noqa: F401  (registration side effect)
+from simulator.policies.registry import allowed_names, create, register
+from simulator.policies.views import BatchDecision, NodesView, QueueView
+
+__all__ = [
+    "BatchDecision",
+    "NodesView",
+    "QueueView",
+    "allowed_names",
+    "create",
+    "register",
+]

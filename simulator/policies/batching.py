@@ -1,0 +1,94 @@
+"""Batchers: decide how many waiting requests a free node takes now, or how long to wait.
+
+Semantics follow Triton's dynamic batcher: form the largest batch <= ``max_batch`` (and
+<= ``max_batch_items`` items) in arrival order; a preferred size that can be formed is sent at
+once; otherwise wait at most ``max_wait_ms`` after the oldest request arrived (default 0: never
+wait), plus ``timer_slack_ms``, the overshoot of a real batcher's timer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from simulator.policies.registry import register
+from simulator.policies.views import BatchDecision, QueueView
+
+
+class Batcher(Protocol):
+    """Batching policy interface."""
+
+    max_batch: int
+
+    def next_batch(self, queue: QueueView, now_s: float) -> BatchDecision:
+        """Take k requests now, or wait (until a time or a queue size)."""
+        ...
+
+
+@register("batcher", "none")
+class NoBatching:
+    """One request per batch, taken as soon as a node is free."""
+
+    max_batch = 1
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def next_batch(self, queue: QueueView, now_s: float) -> BatchDecision:
+        if queue.n_waiting > 0:
+            return BatchDecision(take=1)
+        return BatchDecision(wake_at_size=1)
+
+
+@register("batcher", "dynamic")
+class DynamicBatcher:
+    """Triton-style dynamic batching (see module docstring)."""
+
+    def __init__(
+        self,
+        max_batch: int = 8,
+        max_batch_items: int | None = None,
+        max_wait_ms: float = 0.0,
+        preferred_sizes: list[int] | tuple[int, ...] = (),
+        timer_slack_ms: float = 0.0,
+        **_: Any,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("dynamic batcher: max_batch must be >= 1")
+        self.max_batch = int(max_batch)
+        self.max_batch_items = max_batch_items
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.slack_s = timer_slack_ms / 1000.0
+        self.preferred = sorted(set(int(s) for s in preferred_sizes))
+
+    def _fit(self, queue: QueueView) -> tuple[int, bool]:
+        """Largest k that fits the caps, and whether a cap (not the queue) limits it."""
+        n = min(queue.n_waiting, self.max_batch)
+        if self.max_batch_items is None:
+            return n, n == self.max_batch
+        cum = np.cumsum(queue.items[:n])
+        k = int(np.searchsorted(cum, self.max_batch_items, side="right"))
+        k = max(k, 1)  # an oversized single request still goes alone
+        if k < n:
+            return k, True
+        return k, k == self.max_batch
+
+    def next_batch(self, queue: QueueView, now_s: float) -> BatchDecision:
+        if queue.n_waiting == 0:
+            return BatchDecision(wake_at_size=1)
+        k, capped = self._fit(queue)
+        if capped:
+            return BatchDecision(take=k)
+        deadline = float(queue.arrival_s[0]) + self.max_wait_s + self.slack_s
+        if self.max_wait_s <= 0 or now_s >= deadline:
+            if self.preferred:
+                fitting = [p for p in self.preferred if p <= k]
+                if fitting and self.max_wait_s > 0:
+                    return BatchDecision(take=fitting[-1])
+            return BatchDecision(take=k)
+        if k in self.preferred:
+            return BatchDecision(take=k)
+        larger = [p for p in self.preferred if p > k]
+        target = larger[0] if larger else self.max_batch
+        return BatchDecision(wait_until_s=deadline, wake_at_size=target)

@@ -1,0 +1,168 @@
+"""Waiting lines of request ids, without SimPy.
+
+``CentralQueue`` is the shared FIFO of central dispatch. Its requests are not events: arrivals are
+admitted lazily ("materialized") whenever the engine looks at the queue, using the sorted arrival
+array, so a request costs no event while it waits. The queue holds runs of consecutive ids
+(rejections when full split the runs), so taking a batch is O(runs touched), never a scan.
+
+``NodeQueue`` is one node's FIFO under per-node (push) routing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from simulator.requests import DROPPED, TIMED_OUT, RequestTable
+
+
+class CentralQueue:
+    """Shared FIFO over global request ids with lazy admission and a length limit."""
+
+    def __init__(self, table: RequestTable, max_len: int) -> None:
+        self.table = table
+        self.max_len = max_len
+        self.runs: deque[list[int]] = deque()  # [first id, end id) of admitted, waiting ids
+        self.len = 0
+        self.tail = 0  # every id below tail has been admitted or rejected
+        self.rejected = 0
+
+    # ------------------------------------------------------------------ admission
+    def materialize(self, now_s: float) -> None:
+        """Admit (or reject, when full) every request that arrived at or before ``now_s``."""
+        tab = self.table
+        while True:
+            if self.tail < tab.end:
+                if tab.t[self.tail - tab.base] > now_s:
+                    return
+                if tab.last_time > now_s:
+                    j = tab.base + int(np.searchsorted(tab.t, now_s, side="right"))
+                    self._admit_upto(j)
+                    return
+                self._admit_upto(tab.end)
+            if tab.loaded_until > now_s or not tab.load_next():
+                return
+
+    def _admit_upto(self, j: int) -> None:
+        n = j - self.tail
+        if n <= 0:
+            return
+        room = self.max_len - self.len
+        take = n if n <= room else max(room, 0)
+        if take:
+            last = self.runs[-1] if self.runs else None
+            if last is not None and last[1] == self.tail:
+                last[1] += take
+            else:
+                self.runs.append([self.tail, self.tail + take])
+            self.len += take
+        if take < n:
+            tab = self.table
+            a, b = self.tail + take - tab.base, j - tab.base
+            tab.outcome[a:b] = DROPPED
+            tab.finish[a:b] = tab.t[a:b]
+            self.rejected += n - take
+        self.tail = j
+
+    # ------------------------------------------------------------------ reading
+    def peek(self, k: int) -> np.ndarray:
+        """Global ids of the first ``min(k, len)`` waiting requests, in FIFO order."""
+        out: list[np.ndarray] = []
+        need = min(k, self.len)
+        for a, b in self.runs:
+            if need <= 0:
+                break
+            m = min(b - a, need)
+            out.append(np.arange(a, a + m))
+            need -= m
+        return out[0] if len(out) == 1 else (np.concatenate(out) if out else np.empty(0, int))
+
+    def first(self) -> int:
+        """Id of the oldest waiting request (queue must be non-empty)."""
+        return self.runs[0][0]
+
+    # ------------------------------------------------------------------ removing
+    def pop_one(self) -> int:
+        """Remove and return the oldest waiting id."""
+        run = self.runs[0]
+        gid = run[0]
+        run[0] += 1
+        if run[0] == run[1]:
+            self.runs.popleft()
+        self.len -= 1
+        return gid
+
+    def take(self, k: int) -> np.ndarray:
+        """Remove and return the first ``k`` waiting ids."""
+        ids = self.peek(k)
+        need = len(ids)
+        self.len -= need
+        while need:
+            run = self.runs[0]
+            m = min(run[1] - run[0], need)
+            run[0] += m
+            need -= m
+            if run[0] == run[1]:
+                self.runs.popleft()
+        return ids
+
+    def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
+        """Time out waiting requests at the head whose deadline passed; return how many."""
+        tab = self.table
+        n = 0
+        while self.len:
+            gid = self.runs[0][0]
+            i = gid - tab.base
+            deadline = tab.t[i] + timeout_s[tab.cls[i]]
+            if deadline >= now_s:
+                break
+            self.pop_one()
+            tab.outcome[i] = TIMED_OUT
+            tab.finish[i] = deadline
+            n += 1
+        return n
+
+    def fill_time(self, size: int) -> float:
+        """Arrival time at which ``size`` requests will be waiting (inf if never)."""
+        gid = self.tail + (size - self.len) - 1
+        if gid < self.tail:
+            return -np.inf
+        tab = self.table
+        if not tab.ensure(gid):
+            return np.inf
+        return float(tab.t[gid - tab.base])
+
+
+class NodeQueue:
+    """One node's FIFO of request ids (per-node routing)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: deque[int] = deque()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def peek(self, k: int) -> np.ndarray:
+        n = min(k, len(self.ids))
+        return np.fromiter((self.ids[i] for i in range(n)), dtype=np.int64, count=n)
+
+    def take(self, k: int) -> np.ndarray:
+        n = min(k, len(self.ids))
+        pop = self.ids.popleft
+        return np.fromiter((pop() for _ in range(n)), dtype=np.int64, count=n)
+
+    def expire(self, now_s: float, timeout_s: np.ndarray, tab: RequestTable) -> list[int]:
+        """Time out expired requests at the head; return their ids."""
+        out = []
+        while self.ids:
+            i = self.ids[0] - tab.base
+            deadline = tab.t[i] + timeout_s[tab.cls[i]]
+            if deadline >= now_s:
+                break
+            out.append(self.ids.popleft())
+            tab.outcome[i] = TIMED_OUT
+            tab.finish[i] = deadline
+        return out

@@ -1,0 +1,569 @@
+"""The scenario: one TOML file = one experiment, validated by pydantic.
+
+The same model serves the file, ``--set`` overrides, sweeps and the Python API. Every error names
+the file, the field (dotted, list items by ``name`` where they have one) and the allowed values.
+Field units are in the names: ``_s`` seconds, ``_ms`` milliseconds, ``_qps`` requests per second,
+``_usd`` US dollars, ``_w`` watts, ``_gb`` gigabytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from simulator.policies.registry import allowed_names
+
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class ScenarioError(ValueError):
+    """A scenario (file, override or dict) is invalid. The message names file and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+# ----------------------------------------------------------------------------- simulation
+class SimulationCfg(_Model):
+    duration_s: PosFloat = Field(description="simulated horizon, s")
+    warmup_s: NonNegFloat = Field(0.0, description="statistics ignore arrivals before this, s")
+    seed: int = Field(0, ge=0, description="experiment seed; every random stream derives from it")
+    timeseries_interval_s: PosFloat = Field(10.0, description="time-series row width, s")
+    records: str = Field(
+        "auto",
+        description="per-request Parquet records: all | none | sample:P (0<P<=1) | auto "
+        "(all up to 1e6 expected requests, else a sample of about 1e6)",
+    )
+
+    @field_validator("records")
+    @classmethod
+    def _records(cls, v: str) -> str:
+        if v in ("all", "none", "auto"):
+            return v
+        m = re.fullmatch(r"sample:([0-9.eE+-]+)", v)
+        if m:
+            try:
+                p = float(m.group(1))
+            except ValueError:
+                p = -1.0
+            if 0 < p <= 1:
+                return v
+        raise ValueError("allowed: 'all', 'none', 'auto' or 'sample:P' with 0 < P <= 1")
+
+    @model_validator(mode="after")
+    def _warmup(self) -> SimulationCfg:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError("warmup_s must be smaller than duration_s")
+        return self
+
+
+# ----------------------------------------------------------------------------- workload
+class MmppState(_Model):
+    multiplier: NonNegFloat = Field(description="rate multiplier in this state")
+    mean_sojourn_s: PosFloat = Field(description="mean time spent in the state, s")
+
+
+class TraceCfg(_Model):
+    path: str = Field(description="CSV file, relative to the working directory or the scenario")
+    format: Literal["timestamps", "counts"] = "timestamps"
+    column: str | None = Field(None, description="column with timestamps or counts")
+    time_unit: Literal["s", "ms", "us", "datetime"] = "s"
+    interval_s: PosFloat | None = Field(None, description="bin width of a counts trace, s")
+    time_scale: PosFloat = Field(1.0, description="trace seconds per simulated second")
+    rate_scale: PosFloat = Field(1.0, description="multiply the trace's rate (thin or copy)")
+    loop: bool = Field(False, description="repeat the trace until duration_s")
+
+
+class ArrivalCfg(_Model):
+    process: Literal["poisson", "gamma", "mmpp", "trace"] = "poisson"
+    rate_qps: PosFloat | None = Field(None, description="mean arrival rate before curves, QPS")
+    cv: PosFloat = Field(1.0, description="coefficient of variation of gaps (gamma)")
+    states: list[MmppState] = Field(default_factory=list, description="MMPP states")
+    trace: TraceCfg | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> ArrivalCfg:
+        if self.process == "trace":
+            if self.trace is None:
+                raise ValueError("process 'trace' needs a [workload.arrival.trace] table")
+        elif self.rate_qps is None:
+            raise ValueError(f"process '{self.process}' needs rate_qps > 0")
+        if self.process == "mmpp" and len(self.states) < 2:
+            raise ValueError("process 'mmpp' needs at least two states")
+        return self
+
+
+class DiurnalCfg(_Model):
+    kind: Literal["none", "sinusoid", "hourly", "file"] = "none"
+    amplitude: float = Field(0.5, ge=0, le=1, description="sinusoid: relative swing, 0..1")
+    peak_hour: float = Field(21.0, ge=0, lt=24, description="sinusoid: hour of the daily maximum")
+    period_s: PosFloat = Field(86400.0, description="length of one cycle, s")
+    hourly: list[NonNegFloat] = Field(default_factory=list, description="24 relative levels")
+    path: str | None = Field(None, description="file: CSV of (time_s, rate) points")
+    time_column: str = "time_s"
+    rate_column: str = "rate"
+    normalize: bool = Field(True, description="rescale the curve to mean 1 over one period")
+
+    @model_validator(mode="after")
+    def _needs(self) -> DiurnalCfg:
+        if self.kind == "hourly" and len(self.hourly) != 24:
+            raise ValueError("kind 'hourly' needs exactly 24 values in 'hourly'")
+        if self.kind == "hourly" and sum(self.hourly) <= 0:
+            raise ValueError("'hourly' levels must not all be zero")
+        if self.kind == "file" and not self.path:
+            raise ValueError("kind 'file' needs 'path'")
+        return self
+
+
+class PeakCfg(_Model):
+    name: str = "peak"
+    start_s: NonNegFloat = Field(description="start of the ramp, s from simulation start")
+    ramp_s: NonNegFloat = Field(120.0, description="ramp from base to full level, s")
+    hold_s: NonNegFloat = Field(0.0, description="time at full level, s")
+    decay_s: NonNegFloat = Field(3600.0, description="decay back to base, s (linear length "
+                                 "or exponential time constant)")
+    decay: Literal["linear", "exponential"] = "exponential"
+    multiplier: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+        description="full level: x the base curve (relative_to='curve') or x rate_qps ('mean')"
+    )
+    relative_to: Literal["curve", "mean"] = "mean"
+
+
+class SizeCfg(_Model):
+    distribution: Literal["constant", "lognormal", "pareto", "uniform"] = "constant"
+    mean: PosFloat = Field(1.0, description="mean items per request (before capping)")
+    sigma: PosFloat = Field(1.0, description="lognormal: sigma of log(size)")
+    alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = Field(
+        1.5, description="pareto: tail index (>1)"
+    )
+    min: int = Field(1, ge=1, description="smallest size, items")
+    max: int = Field(1024, ge=1, description="largest size (cap), items")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SizeCfg:
+        if self.min > self.max:
+            raise ValueError("size.min must be <= size.max")
+        return self
+
+
+class RequestClassCfg(_Model):
+    name: str
+    share: PosFloat = Field(description="relative share of arrivals")
+    slo_ms: PosFloat | None = Field(None, description="class SLO, ms (default sla.slo_ms)")
+    timeout_ms: PosFloat | None = Field(None, description="queue timeout, ms (default admission)")
+    priority: int = Field(0, ge=0, description="higher is served first")
+    size: SizeCfg = Field(default_factory=SizeCfg)
+
+
+class WorkloadCfg(_Model):
+    arrival: ArrivalCfg = Field(default_factory=ArrivalCfg)
+    diurnal: DiurnalCfg = Field(default_factory=DiurnalCfg)
+    peaks: list[PeakCfg] = Field(default_factory=list)
+    classes: list[RequestClassCfg] = Field(
+        default_factory=lambda: [RequestClassCfg(name="default", share=1.0)]
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, v: list[RequestClassCfg]) -> list[RequestClassCfg]:
+        _check_unique([c.name for c in v], "class")
+        if not v:
+            raise ValueError("at least one request class is needed")
+        return v
+
+
+# ----------------------------------------------------------------------------- service
+class ServiceTimeCfg(_Model):
+    distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"]
+    mean_ms: PosFloat = Field(description="mean service time of one batch, ms")
+    cv: NonNegFloat = Field(1.0, description="coefficient of variation (lognormal/gamma/uniform)")
+    per_request_ms: NonNegFloat = Field(0.0, description="added per extra request in a batch, ms")
+    per_item_ms: NonNegFloat = Field(0.0, description="added per item in a batch, ms")
+
+    @model_validator(mode="after")
+    def _cv(self) -> ServiceTimeCfg:
+        if self.distribution == "uniform" and self.cv > 1 / 3**0.5:
+            raise ValueError("uniform service times need cv <= 0.577 (support stays >= 0)")
+        return self
+
+
+class ServiceCfg(_Model):
+    time: ServiceTimeCfg | None = None
+    profile: str | None = Field(None, description="calibration profile JSON")
+    variant: str | None = Field(None, description="model variant inside the profile")
+    speed: PosFloat = Field(1.0, description="relative node speed: service time / speed")
+
+    @model_validator(mode="after")
+    def _one(self) -> ServiceCfg:
+        if (self.time is None) == (self.profile is None):
+            raise ValueError("give exactly one of 'time' (a distribution) or 'profile'")
+        if self.profile is not None and not self.variant:
+            raise ValueError("a profile needs 'variant'")
+        return self
+
+
+# ----------------------------------------------------------------------------- cluster
+class PoolCfg(_Model):
+    name: str
+    nodes: int = Field(ge=1, description="number of nodes (an empty pool is an error)")
+    node_type: str = "generic"
+    price_per_hour_usd: NonNegFloat = Field(
+        1.006, description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
+    )
+    power_idle_w: NonNegFloat = Field(60.0, description="node power when idle, W")
+    power_busy_w: NonNegFloat = Field(300.0, description="node power when serving, W")
+    model_memory_gb: NonNegFloat | None = Field(
+        None, description="model size per replica, GB (default: from the profile, else 0)"
+    )
+    service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
+
+
+class ClusterCfg(_Model):
+    pools: list[PoolCfg] = Field(min_length=1)
+
+    @field_validator("pools")
+    @classmethod
+    def _unique(cls, v: list[PoolCfg]) -> list[PoolCfg]:
+        _check_unique([p.name for p in v], "pool")
+        return v
+
+
+# ----------------------------------------------------------------------------- policy
+class RoutingCfg(_Model):
+    name: str = "round_robin"
+    d: int = Field(2, ge=1, description="power_of_two: nodes sampled per decision")
+    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered("router", v)
+
+
+class BatchingCfg(_Model):
+    name: str = "none"
+    max_batch: int = Field(1, ge=1, description="most requests in one batch")
+    max_batch_items: int | None = Field(None, ge=1, description="most items in one batch")
+    max_wait_ms: NonNegFloat = Field(0.0, description="longest wait for a fuller batch, ms")
+    preferred_sizes: list[int] = Field(default_factory=list, description="Triton preferred sizes")
+    timer_slack_ms: NonNegFloat = Field(0.0, description="batcher timer overshoot, ms")
+    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered("batcher", v)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> BatchingCfg:
+        if any(s < 1 or s > self.max_batch for s in self.preferred_sizes):
+            raise ValueError("preferred_sizes must lie in [1, max_batch]")
+        return self
+
+
+class AdmissionCfg(_Model):
+    max_queue_length: int = Field(
+        100_000, ge=1, description="queued requests (central queue, or per node); more are rejected"
+    )
+    timeout_ms: PosFloat | None = Field(None, description="drop a request that waited longer, ms")
+
+
+class PolicyCfg(_Model):
+    dispatch: Literal["central", "per_node"] = "central"
+    routing: RoutingCfg = Field(default_factory=RoutingCfg)
+    batching: BatchingCfg = Field(default_factory=BatchingCfg)
+    admission: AdmissionCfg = Field(default_factory=AdmissionCfg)
+
+
+# ----------------------------------------------------------------------------- SLA and cost
+class SlaCfg(_Model):
+    slo_ms: PosFloat = Field(description="end-to-end latency objective, ms")
+    penalty_usd_per_violation: NonNegFloat = Field(0.0, description="USD per violating request")
+
+
+class CostCfg(_Model):
+    electricity_usd_per_kwh: NonNegFloat = Field(0.12, description="USD per kWh")
+    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+        1.0, description="data-centre power usage effectiveness multiplier"
+    )
+    storage_usd_per_gb_month: NonNegFloat = Field(0.10, description="USD per GB-month")
+    data_gb: NonNegFloat = Field(0.0, description="feature/embedding data stored, GB")
+    engineers: NonNegFloat = Field(0.0, description="engineers working on the service")
+    engineer_monthly_usd: NonNegFloat = Field(0.0, description="cost of one engineer, USD/month")
+    effort_hours: NonNegFloat = Field(0.0, description="engineering effort charged, h")
+    hours_per_month: PosFloat = Field(730.0, description="hours in the monthly cost basis, h")
+
+
+class Scenario(_Model):
+    """One experiment. Build from a TOML file with :func:`load_scenario` or from a dict."""
+
+    name: str
+    description: str = ""
+    simulation: SimulationCfg
+    workload: WorkloadCfg = Field(default_factory=WorkloadCfg)
+    service: ServiceCfg | None = Field(None, description="default service of every pool")
+    cluster: ClusterCfg
+    policy: PolicyCfg = Field(default_factory=PolicyCfg)
+    sla: SlaCfg
+    cost: CostCfg = Field(default_factory=CostCfg)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="<dict>")
+
+    @model_validator(mode="after")
+    def _services(self) -> Scenario:
+        for p in self.cluster.pools:
+            if p.service is None and self.service is None:
+                raise ValueError(
+                    f"pool '{p.name}' has no service: add [service] or cluster.pools.service"
+                )
+        return self
+
+    def pool_service(self, pool: PoolCfg) -> ServiceCfg:
+        """The service model a pool runs (its own, else the scenario default)."""
+        svc = pool.service or self.service
+        assert svc is not None  # guaranteed by validation
+        return svc
+
+    def resolve_path(self, p: str) -> Path:
+        """A path from the scenario: absolute, or relative to the cwd, else to the file."""
+        path = Path(p)
+        if path.is_absolute() or path.exists():
+            return path
+        alt = self._base_dir / path
+        return alt if alt.exists() else path
+
+    @property
+    def source(self) -> str:
+        """Where this scenario came from (file path or '<dict>')."""
+        return self._source
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"duplicate {what} name '{n}'")
+        seen.add(n)
+
+
+def _registered(kind: str, name: str) -> str:
+    names = allowed_names(kind)
+    if name not in names:
+        raise ValueError(f"unknown {kind} '{name}'; allowed: {', '.join(names)}")
+    return name
+
+
+def _format_loc(raw: Any, loc: tuple[Any, ...]) -> str:
+    """Dotted field path; list items shown by their ``name`` when they have one."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            name = None
+            if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name")
+            parts.append(str(name) if isinstance(name, str) else str(item))
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at ``loc`` (for listing allowed keys)."""
+    import types
+    import typing
+
+    model: Any = Scenario
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(item))
+        if field is None:
+            return None
+        ann = field.annotation
+        # unwrap Optional / list / Annotated
+        for _ in range(4):
+            origin = typing.get_origin(ann)
+            if origin in (typing.Union, types.UnionType):
+                ann = next(a for a in typing.get_args(ann) if a is not type(None))
+            elif origin in (list, typing.Annotated):
+                ann = typing.get_args(ann)[0]
+            else:
+                break
+        model = ann
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def format_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
+    """One clear message per problem: '<source>: field 'a.b': what is wrong (allowed ...)'."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _format_loc(raw, loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(loc)
+            allowed = ", ".join(owner.model_fields) if owner else "see the scenario reference"
+            msg = f"unknown field; allowed fields here: {allowed}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{source}: field '{where}': {msg}")
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as TOML (numbers, booleans, arrays, inline tables), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` (dotted; list items by ``name`` or index) to ``value`` in a raw scenario dict.
+
+    ``cluster.pools.gpu.nodes`` and ``cluster.pools.0.nodes`` both reach the pool named 'gpu'
+    (the first pool). Missing tables are created; an unknown list item is an error.
+    """
+    parts = key.split(".")
+    if not all(parts):
+        raise ScenarioError(f"--set {key}: empty path component")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            idx = _list_index(node, part, ".".join(parts[: i + 1]))
+            if last:
+                node[idx] = value
+                return
+            node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ScenarioError(f"--set {key}: '{'.'.join(parts[:i])}' is not a table or list")
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    for idx, it in enumerate(items):
+        if isinstance(it, dict) and it.get("name") == part:
+            return idx
+    if part.lstrip("-").isdigit():
+        idx = int(part)
+        if -len(items) <= idx < len(items):
+            return idx % len(items)
+    names = [str(it.get("name")) for it in items if isinstance(it, dict) and "name" in it]
+    raise ScenarioError(
+        f"--set {where}: no list item named or numbered '{part}'; items: "
+        f"{', '.join(names) or f'0..{len(items) - 1}'}"
+    )
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``["a.b=3", ...]`` -> ``[("a.b", 3), ...]`` with TOML-typed values."""
+    out = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise ScenarioError(f"--set {pair}: expected KEY=VALUE")
+        k, v = pair.split("=", 1)
+        out.append((k.strip(), parse_value(v.strip())))
+    return out
+
+
+def scenario_from_dict(
+    raw: dict[str, Any],
+    source: str = "<dict>",
+    overrides: list[tuple[str, Any]] | None = None,
+    base_dir: Path | None = None,
+) -> Scenario:
+    """Validate a raw dict (plus overrides); raise ScenarioError with a clear message."""
+    raw = copy.deepcopy(raw)
+    for k, v in overrides or []:
+        apply_override(raw, k, v)
+    try:
+        sc = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_error(exc, raw, source)) from None
+    sc._source = source
+    sc._base_dir = base_dir or Path.cwd()
+    _check_files(sc)
+    return sc
+
+
+def load_scenario(
+    path: str | Path, overrides: list[tuple[str, Any]] | list[str] | None = None
+) -> Scenario:
+    """Read a TOML scenario file, apply ``--set`` overrides and validate it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(f"{p}: scenario file not found")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
+    ov: list[tuple[str, Any]] = []
+    if overrides:
+        ov = (
+            parse_overrides(overrides)  # type: ignore[arg-type]
+            if isinstance(overrides[0], str)
+            else list(overrides)  # type: ignore[arg-type]
+        )
+    return scenario_from_dict(raw, str(p), ov, p.parent)
+
+
+def _check_files(sc: Scenario) -> None:
+    """Referenced files exist and profiles hold the named variant (errors name the field)."""
+    from simulator.profiles import ProfileError, get_variant, load_profile
+
+    services: list[tuple[str, ServiceCfg]] = []
+    if sc.service is not None:
+        services.append(("service", sc.service))
+    for p in sc.cluster.pools:
+        if p.service is not None:
+            services.append((f"cluster.pools.{p.name}.service", p.service))
+    for where, svc in services:
+        if svc.profile is None:
+            continue
+        path = sc.resolve_path(svc.profile)
+        try:
+            prof = load_profile(path)
+            get_variant(prof, svc.variant or "", path)
+        except ProfileError as exc:
+            raise ScenarioError(f"{sc.source}: field '{where}.profile': {exc}") from None
+    arr = sc.workload.arrival
+    if arr.process == "trace" and arr.trace is not None:
+        tp = sc.resolve_path(arr.trace.path)
+        if not tp.is_file():
+            raise ScenarioError(
+                f"{sc.source}: field 'workload.arrival.trace.path': file not found: {tp}"
+            )
+    d = sc.workload.diurnal
+    if d.kind == "file" and d.path and not sc.resolve_path(d.path).is_file():
+        raise ScenarioError(f"{sc.source}: field 'workload.diurnal.path': file not found: {d.path}")

@@ -1,0 +1,128 @@
+"""Build ``summary.json`` from a finished simulation, and print it as a table."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from simulator import cost
+from simulator.recorder import latency_summary
+
+if TYPE_CHECKING:
+    from simulator.engine import Simulation
+
+SECONDS_PER_MONTH = 730.0 * 3600.0
+
+
+def build_summary(sim: Simulation) -> dict[str, Any]:
+    """Every figure of a run, counting requests that arrive in [warmup_s, duration_s)."""
+    sc = sim.sc
+    rec = sim.recorder
+    tot = rec.total
+    window = sim.duration_s - sim.warmup_s
+    busy = sim.busy_seconds_window()
+    pools: dict[str, Any] = {}
+    compute = energy = storage = 0.0
+    node_seconds_total = busy_total = 0.0
+    for p, b in zip(sim.pools, busy, strict=True):
+        ns = len(p.nodes) * window  # static pools: provisioned for the whole window
+        c = cost.compute_usd(ns, p.cfg.price_per_hour_usd)
+        kwh = cost.energy_kwh(ns, b, p.cfg.power_idle_w, p.cfg.power_busy_w)
+        e = cost.energy_usd(kwh, sc.cost.electricity_usd_per_kwh, sc.cost.pue)
+        s = cost.storage_usd(p.model_gb, ns / window, 0.0, sc.cost.storage_usd_per_gb_month,
+                             window / SECONDS_PER_MONTH)
+        compute += c
+        energy += e
+        storage += s
+        node_seconds_total += ns
+        busy_total += b
+        pools[p.name] = {
+            "nodes": {"mean": ns / window, "max": len(p.nodes), "node_seconds": ns},
+            "utilization": b / ns if ns else math.nan,
+            "batches": p.batches, "served": p.served,
+            "energy_kwh": kwh,
+            "cost_usd": {"compute": c, "energy": e, "storage": s, "total": c + e + s},
+        }
+    storage += cost.storage_usd(0.0, 0.0, sc.cost.data_gb, sc.cost.storage_usd_per_gb_month,
+                                window / SECONDS_PER_MONTH)
+    human = cost.human_usd(sc.cost.engineers, sc.cost.engineer_monthly_usd,
+                           sc.cost.effort_hours, sc.cost.hours_per_month)
+    penalty = tot.violations * sc.sla.penalty_usd_per_violation
+    breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
+    utilization = busy_total / node_seconds_total if node_seconds_total else math.nan
+    ended = tot.completed + tot.dropped + tot.timed_out
+    rejected = tot.dropped
+    final_q = sim.series.queue_len[-1]
+    n_nodes = sum(len(p.nodes) for p in sim.pools)
+    overloaded = bool(rejected > 0 or (utilization > 0.97 and final_q > 10 * n_nodes))
+    reason = ""
+    if rejected > 0:
+        reason = f"{rejected} requests rejected by a full queue (admission.max_queue_length)"
+    elif overloaded:
+        reason = f"utilisation {utilization:.3f} and {final_q:.0f} requests queued at the end"
+    return {
+        "scenario": sc.name,
+        "seed": sim.seed,
+        "sim_duration_s": sim.duration_s,
+        "warmup_s": sim.warmup_s,
+        "measurement_window_s": window,
+        "wall_s": sim.wall_s,
+        "requests": {
+            "arrived": tot.arrived, "completed": tot.completed, "dropped": tot.dropped,
+            "timed_out": tot.timed_out, "in_flight": tot.in_flight,
+            "arrived_incl_warmup": rec.total_arrivals_all,
+        },
+        "latency_ms": latency_summary(tot.latency),
+        "queue_wait_ms": {k: v for k, v in latency_summary(tot.wait).items() if k != "max"},
+        "sla": {"slo_ms": sc.sla.slo_ms, "violations": tot.violations,
+                "violation_rate": tot.violations / ended if ended else math.nan},
+        "utilization": utilization,
+        "nodes": {"mean": node_seconds_total / window, "max": n_nodes,
+                  "node_seconds": node_seconds_total},
+        "cost_usd": breakdown.as_dict(),
+        "overloaded": overloaded,
+        "overload_reason": reason,
+        "batches": {"count": sim.batches, "mean_size": (sum(p.served for p in sim.pools)
+                                                        / max(sim.batches, 1)),
+                    "max_size": sim.max_batch_seen},
+        "pools": pools,
+        "classes": {name: st.summary(float(rec.slo_ms[i]))
+                    for i, (name, st) in enumerate(zip(rec.class_names, rec.classes,
+                                                       strict=True))},
+        "records": sim.records_mode,
+    }
+
+
+def format_summary(s: dict[str, Any]) -> Any:
+    """A rich renderable table of the headline figures."""
+    from rich.table import Table
+
+    t = Table(title=f"PeakSim: {s['scenario']} (seed {s['seed']})", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    r = s["requests"]
+    lat = s["latency_ms"]
+    t.add_row("simulated / wall time", f"{s['sim_duration_s']:,.0f} s / {s['wall_s']:.1f} s")
+    t.add_row("requests arrived (after warm-up)", f"{r['arrived']:,}")
+    t.add_row("completed / dropped / timed out / in flight",
+              f"{r['completed']:,} / {r['dropped']:,} / {r['timed_out']:,} / {r['in_flight']:,}")
+    t.add_row("latency mean / p50 / p95 / p99 (ms)",
+              " / ".join(_ms(lat[k]) for k in ("mean", "p50", "p95", "p99")))
+    t.add_row("queue wait mean / p99 (ms)",
+              f"{_ms(s['queue_wait_ms']['mean'])} / {_ms(s['queue_wait_ms']['p99'])}")
+    t.add_row(f"SLA violations (> {s['sla']['slo_ms']:g} ms, drops, timeouts)",
+              f"{s['sla']['violations']:,} ({100 * s['sla']['violation_rate']:.3f}%)")
+    t.add_row("utilisation", f"{100 * s['utilization']:.1f}%")
+    t.add_row("nodes mean / max", f"{s['nodes']['mean']:.1f} / {s['nodes']['max']}")
+    c = s["cost_usd"]
+    t.add_row("cost total (USD)", f"{c['total']:,.2f}")
+    t.add_row("  compute / energy / storage", f"{c['compute']:,.2f} / {c['energy']:,.2f} / "
+              f"{c['storage']:,.2f}")
+    t.add_row("  human / SLA penalty", f"{c['human']:,.2f} / {c['sla_penalty']:,.2f}")
+    if s["overloaded"]:
+        t.add_row("[bold red]OVERLOADED[/]", s["overload_reason"])
+    return t
+
+
+def _ms(v: float) -> str:
+    return "n/a" if v != v else f"{v:,.2f}"

@@ -1,0 +1,274 @@
+"""Workload: arrival times, request classes and sizes, generated in time-ordered chunks.
+
+A chunk covers [t0, t1) of simulated time and holds sorted arrival times (s), class indices and
+sizes (items to rank). Chunks are generated on demand, so memory does not grow with the run's
+length. Arrival processes:
+
+* ``poisson``: non-homogeneous Poisson by thinning against per-cell rate bounds (vectorised);
+* ``gamma``: a renewal process with gamma gaps of the given CV, time-changed by the curve;
+* ``mmpp``: a Markov-modulated Poisson process (state multipliers rescaled to mean 1) times the
+  curve, by thinning;
+* ``trace``: replay of a CSV of timestamps or per-interval counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from simulator.arrival_curve import ArrivalCurve, DiurnalCurve
+from simulator.rng import stream
+from simulator.scenario import RequestClassCfg, Scenario, SizeCfg, TraceCfg
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Requests arriving in [t0, t1): times (s, sorted), class index, size (items)."""
+
+    t0: float
+    t1: float
+    time: np.ndarray
+    cls: np.ndarray
+    size: np.ndarray
+
+
+def sample_sizes(cfg: SizeCfg, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Items per request: integers in [min, max] drawn from the size distribution."""
+    if cfg.distribution == "constant":
+        return np.full(n, min(max(round(cfg.mean), cfg.min), cfg.max), dtype=np.int64)
+    if cfg.distribution == "lognormal":
+        mu = math.log(cfg.mean) - cfg.sigma**2 / 2
+        x = rng.lognormal(mu, cfg.sigma, n)
+    elif cfg.distribution == "pareto":
+        xm = cfg.mean * (cfg.alpha - 1) / cfg.alpha
+        x = xm * (1.0 + rng.pareto(cfg.alpha, n))
+    else:  # uniform on [min, 2 mean - min]
+        x = rng.uniform(cfg.min, max(2 * cfg.mean - cfg.min, cfg.min), n)
+    return np.clip(np.rint(x), cfg.min, cfg.max).astype(np.int64)
+
+
+class TraceSource:
+    """A replayed trace as sorted arrival times in simulated seconds (held in memory)."""
+
+    def __init__(self, cfg: TraceCfg, path: str, rng: np.random.Generator) -> None:
+        df = pd.read_csv(path)
+        col = cfg.column or df.columns[0]
+        if col not in df.columns:
+            raise ValueError(f"{path}: column '{col}' not found; columns: {', '.join(df.columns)}")
+        if cfg.format == "timestamps":
+            t = self._seconds(df[col], cfg.time_unit, path, col)
+            t = np.sort(t - t.min())
+        else:
+            if cfg.interval_s is None:
+                raise ValueError(f"{path}: a counts trace needs interval_s")
+            counts = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+            if np.any(~np.isfinite(counts)) or np.any(counts < 0):
+                raise ValueError(f"{path}: column '{col}' must hold counts >= 0")
+            counts = self._scale_counts(counts, cfg.rate_scale, rng)
+            starts = np.repeat(np.arange(len(counts)) * cfg.interval_s, counts)
+            t = np.sort(starts + rng.random(len(starts)) * cfg.interval_s)
+        if cfg.format == "timestamps" and cfg.rate_scale != 1.0:
+            t = self._scale_times(t, cfg.rate_scale, rng)
+        self.span_s = (
+            len(df) * cfg.interval_s if cfg.format == "counts" and cfg.interval_s else
+            float(t[-1]) + (float(t[-1]) / max(len(t) - 1, 1) if len(t) else 0.0)
+        ) / cfg.time_scale
+        self.times = t / cfg.time_scale
+        self.loop = cfg.loop
+        if len(self.times) == 0 or self.span_s <= 0:
+            raise ValueError(f"{path}: the trace holds no arrivals")
+
+    @staticmethod
+    def _seconds(s: pd.Series, unit: str, path: str, col: str) -> np.ndarray:
+        if unit == "datetime":
+            dt = pd.to_datetime(s, errors="coerce")
+            if dt.isna().any():
+                raise ValueError(f"{path}: column '{col}' holds values that are not datetimes")
+            return (dt - dt.min()).dt.total_seconds().to_numpy(float)
+        v = pd.to_numeric(s, errors="coerce").to_numpy(float)
+        if np.any(~np.isfinite(v)):
+            raise ValueError(f"{path}: column '{col}' holds non-numeric timestamps")
+        return v / {"s": 1.0, "ms": 1e3, "us": 1e6}[unit]
+
+    @staticmethod
+    def _scale_counts(c: np.ndarray, k: float, rng: np.random.Generator) -> np.ndarray:
+        x = c * k
+        base = np.floor(x)
+        return (base + (rng.random(len(x)) < x - base)).astype(np.int64)
+
+    @staticmethod
+    def _scale_times(t: np.ndarray, k: float, rng: np.random.Generator) -> np.ndarray:
+        """Thin (k < 1) or copy (k > 1) arrivals; copies are jittered within the mean gap."""
+        copies = TraceSource._scale_counts(np.ones(len(t)), k, rng)
+        out = np.repeat(t, copies)
+        gap = (t[-1] - t[0]) / max(len(t) - 1, 1) if len(t) > 1 else 1.0
+        first = np.concatenate([[True], np.diff(np.repeat(np.arange(len(t)), copies)) != 0])
+        out = out + np.where(first, 0.0, rng.random(len(out)) * gap)
+        return np.sort(out)
+
+    def window(self, t0: float, t1: float) -> np.ndarray:
+        """Arrival times in [t0, t1), looping the trace when asked."""
+        if not self.loop:
+            lo, hi = np.searchsorted(self.times, [t0, t1])
+            return self.times[lo:hi]
+        parts = []
+        k0, k1 = math.floor(t0 / self.span_s), math.floor(t1 / self.span_s)
+        for k in range(k0, k1 + 1):
+            off = k * self.span_s
+            lo, hi = np.searchsorted(self.times, [t0 - off, t1 - off])
+            parts.append(self.times[lo:hi] + off)
+        return np.concatenate(parts)
+
+
+class Workload:
+    """Generates the scenario's requests chunk by chunk, deterministically from the seed."""
+
+    #: target number of expected arrivals per chunk (memory vs. per-chunk overhead)
+    CHUNK_ARRIVALS = 65_536
+
+    def __init__(self, sc: Scenario, seed: int | None = None) -> None:
+        self.sc = sc
+        self.seed = sc.simulation.seed if seed is None else seed
+        w = sc.workload
+        a = w.arrival
+        diurnal_path = str(sc.resolve_path(w.diurnal.path)) if w.diurnal.path else None
+        self.curve = ArrivalCurve(a.rate_qps or 0.0, DiurnalCurve(w.diurnal, diurnal_path),
+                                  w.peaks)
+        self._rng = stream(self.seed, "arrivals")
+        self._rng_cls = stream(self.seed, "classes")
+        self.classes: list[RequestClassCfg] = list(w.classes)
+        shares = np.asarray([c.share for c in self.classes], dtype=float)
+        self.class_p = shares / shares.sum()
+        self.trace: TraceSource | None = None
+        if a.process == "trace" and a.trace is not None:
+            self.trace = TraceSource(a.trace, str(sc.resolve_path(a.trace.path)), self._rng)
+        if a.process == "mmpp":
+            soj = np.asarray([s.mean_sojourn_s for s in a.states])
+            mult = np.asarray([s.multiplier for s in a.states])
+            pi = soj / soj.sum()  # uniform jumps between states: pi_i proportional to sojourn
+            mean = float((pi * mult).sum())
+            if mean <= 0:
+                raise ValueError("workload.arrival.states: all multipliers are 0")
+            self._mmpp_mult = mult / mean
+            self._mmpp_soj = soj
+            self._mmpp_state = int(self._rng.choice(len(soj), p=pi))
+            self._mmpp_next = float(self._rng.exponential(soj[self._mmpp_state]))
+        self._gamma_next_u = 0.0  # operational time of the next gamma-renewal arrival
+        self._gamma_lam0 = 0.0
+        self._gamma_started = False
+
+    # ---------------------------------------------------------------- chunking
+    def mean_rate_qps(self) -> float:
+        """Mean arrival rate over the simulated horizon (QPS)."""
+        d = self.sc.simulation.duration_s
+        if self.trace is not None:
+            return len(self.trace.window(0.0, d)) / d
+        t = np.linspace(0.0, d, 20001)
+        return float(self.curve.rate(t).mean())
+
+    def chunk_s(self) -> float:
+        """Chunk width (s): about CHUNK_ARRIVALS arrivals, a whole number of intervals."""
+        iv = self.sc.simulation.timeseries_interval_s
+        rate = max(self.mean_rate_qps(), 1e-9)
+        k = max(1, math.floor(self.CHUNK_ARRIVALS / (rate * iv)))
+        return k * iv
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Successive chunks covering [0, duration_s)."""
+        d = self.sc.simulation.duration_s
+        w = self.chunk_s()
+        t0 = 0.0
+        while t0 < d:
+            t1 = min(t0 + w, d)
+            times = self._times(t0, t1)
+            n = len(times)
+            if len(self.classes) == 1:
+                cls = np.zeros(n, dtype=np.int16)
+            else:
+                cls = self._rng_cls.choice(len(self.classes), n, p=self.class_p).astype(np.int16)
+            size = np.empty(n, dtype=np.int64)
+            for i, c in enumerate(self.classes):
+                m = cls == i
+                size[m] = sample_sizes(c.size, self._rng_cls, int(m.sum()))
+            yield Chunk(t0, t1, times, cls, size)
+            t0 = t1
+
+    # ---------------------------------------------------------------- processes
+    def _times(self, t0: float, t1: float) -> np.ndarray:
+        p = self.sc.workload.arrival.process
+        if p == "trace":
+            assert self.trace is not None
+            return self.trace.window(t0, t1)
+        if p == "gamma":
+            return self._gamma(t0, t1)
+        mult_edges, mult = None, None
+        if p == "mmpp":
+            mult_edges, mult = self._mmpp_path(t0, t1)
+        return self._thinning(t0, t1, mult_edges, mult)
+
+    def _thinning(
+        self, t0: float, t1: float, m_edges: np.ndarray | None, m_val: np.ndarray | None
+    ) -> np.ndarray:
+        rng = self._rng
+        if self.curve.is_constant() and m_edges is None:
+            n = rng.poisson(self.curve.base_qps * (t1 - t0))
+            return np.sort(t0 + rng.random(n) * (t1 - t0))
+        edges, bound = self.curve.cell_bounds(t0, t1, max_cell_s=1.0)
+        if m_val is not None:
+            bound = bound * float(m_val.max())
+        widths = np.diff(edges)
+        counts = rng.poisson(bound * widths)
+        idx = np.repeat(np.arange(len(widths)), counts)
+        t = edges[idx] + rng.random(len(idx)) * widths[idx]
+        r = self.curve.rate(t)
+        if m_val is not None and m_edges is not None:
+            r = r * m_val[np.searchsorted(m_edges, t, side="right") - 1]
+        ratio = r / bound[idx]
+        if len(ratio) and ratio.max() > 1.0 + 1e-9:
+            raise RuntimeError("arrival thinning bound violated; the rate curve is too steep")
+        keep = rng.random(len(t)) < ratio
+        return np.sort(t[keep])
+
+    def _mmpp_path(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Piecewise-constant rate multipliers of the MMPP over [t0, t1)."""
+        edges, vals = [t0], [self._mmpp_mult[self._mmpp_state]]
+        k = len(self._mmpp_soj)
+        while self._mmpp_next < t1:
+            jump = int(self._rng.integers(k - 1))
+            self._mmpp_state = jump if jump < self._mmpp_state else jump + 1
+            edges.append(self._mmpp_next)
+            vals.append(self._mmpp_mult[self._mmpp_state])
+            self._mmpp_next += float(self._rng.exponential(self._mmpp_soj[self._mmpp_state]))
+        return np.asarray(edges), np.asarray(vals)
+
+    def _gamma(self, t0: float, t1: float) -> np.ndarray:
+        """Gamma renewal in operational time, mapped through the cumulative rate."""
+        cv = self.sc.workload.arrival.cv
+        k = 1.0 / cv**2
+        grid, lam = self.curve.cumulative(t0, t1)
+        lam = lam + self._gamma_lam0
+        if not self._gamma_started:
+            # start in equilibrium: the first gap is a forward-recurrence time
+            self._gamma_next_u = float(self._rng.gamma(k + 1, 1.0 / k) * self._rng.random())
+            self._gamma_started = True
+        out = []
+        u = self._gamma_next_u
+        end = lam[-1]
+        while u < end:
+            n = max(16, int((end - u) * 1.2) + 16)
+            gaps = self._rng.gamma(k, 1.0 / k, n)
+            us = u + np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+            inside = us[us < end]
+            out.append(inside)
+            u = float(us[-1] + gaps[-1]) if len(inside) == n else float(
+                us[len(inside)])
+        self._gamma_next_u = u
+        self._gamma_lam0 = float(end)
+        if not out:
+            return np.empty(0)
+        ops = np.concatenate(out)
+        return np.interp(ops, lam, grid)
