@@ -1,0 +1,77 @@
+"""Closed-form queueing results used to validate the simulator and to seed capacity plans.
+
+Rates in requests per second, times in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import special
+
+
+def erlang_c(c: int, offered_load: float) -> float:
+    """Probability that an arrival waits in M/M/c (Erlang C); ``offered_load`` = lambda/mu.
+
+    Computed from Erlang B's stable recursion: B(0)=1, B(k)=a B(k-1) / (k + a B(k-1)).
+    """
+    a = offered_load
+    if c <= 0 or a <= 0:
+        raise ValueError("need c >= 1 and offered load > 0")
+    if a >= c:
+        return 1.0
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    rho = a / c
+    return b / (1 - rho + rho * b)
+
+
+def mmc_mean_wait(c: int, lam: float, mu: float) -> float:
+    """Mean time in queue of M/M/c, s (inf when unstable)."""
+    a = lam / mu
+    if a >= c:
+        return math.inf
+    return erlang_c(c, a) / (c * mu - lam)
+
+
+def mmc_wait_exceeds(c: int, lam: float, mu: float, t: float) -> float:
+    """P(W_q > t) in M/M/c = C(c, a) exp(-(c mu - lambda) t)."""
+    a = lam / mu
+    if a >= c:
+        return 1.0
+    return erlang_c(c, a) * math.exp(-(c * mu - lam) * t)
+
+
+def erlang_c_staffing(lam: float, mu: float, t: float, target: float) -> int:
+    """Smallest c with P(W_q > t) <= target (the classic call-centre staffing rule)."""
+    c = max(1, math.floor(lam / mu) + 1)
+    while mmc_wait_exceeds(c, lam, mu, t) > target:
+        c += 1
+    return c
+
+
+def pk_mean_wait(lam: float, mean_s: float, var_s: float) -> float:
+    """Pollaczek-Khinchine mean wait of M/G/1: lambda E[S^2] / (2 (1 - rho)), s."""
+    rho = lam * mean_s
+    if rho >= 1:
+        return math.inf
+    es2 = var_s + mean_s**2
+    return lam * es2 / (2 * (1 - rho))
+
+
+def mm1_sojourn_quantile(lam: float, mu: float, q: float) -> float:
+    """q-quantile of M/M/1 time in system (exponential with rate mu - lambda), s."""
+    return -math.log(1 - q) / (mu - lam)
+
+
+def t_interval(values: list[float] | tuple[float, ...], level: float = 0.95) -> tuple[float,
+                                                                                     float, float]:
+    """Mean and Student-t confidence interval (mean, lo, hi) over independent replications."""
+    n = len(values)
+    if n < 2:
+        raise ValueError("need at least two replications for a confidence interval")
+    m = sum(values) / n
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    h = float(special.stdtrit(n - 1, 0.5 + level / 2)) * s / math.sqrt(n)
+    return m, m - h, m + h

@@ -1,0 +1,244 @@
+"""Click commands of the calibration pipeline: ``calibrate``, ``profile show|project`` and
+``validate-calibration``. torch is imported only inside command bodies, so registering these
+commands in ``peaksim`` costs nothing to ``peaksim run``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+QUICK = {"batch_sizes": "1,8,32", "reps": 10, "rounds": 2, "processes": 1, "train_steps": 20,
+         "eval_samples": 4000, "serving_s": 1.0}
+DEFAULT_SIZES = "1,2,4,8,16,32,64,128,256,512,1024"
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        out = sorted({int(x) for x in s.split(",") if x.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {s!r}") from None
+    if not out or out[0] < 1:
+        raise click.BadParameter("batch sizes must be >= 1")
+    return out
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), transient=False)
+
+
+@click.command("calibrate")
+@click.option("--variants", default="fp32,bf16,int8,int8_emb,pruned,distilled", show_default=True)
+@click.option("--batch-sizes", default=None, help=f"items per batch [default: {DEFAULT_SIZES}]")
+@click.option("--threads", default=1, show_default=True, help="torch intra-op threads")
+@click.option("--quick", is_flag=True, help="3 sizes, 10 reps, 1 process: < 30 s (tests)")
+@click.option("--preset", type=click.Choice(["tiny", "production"]), default="production",
+              show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--reps", default=150, show_default=True, help="timed calls per cell per process")
+@click.option("--processes", default=2, show_default=True,
+              help="fresh processes, run one after another, whose samples are pooled")
+@click.option("--serving-s", default=4.0, show_default=True,
+              help="seconds of real serving per variant to measure serving overheads (0: skip)")
+@click.option("--serve-batch", default=32, show_default=True, help="max batch in that run")
+@click.option("--serve-wait-ms", default=2.0, show_default=True, help="max wait in that run, ms")
+@click.option("--name", default=None, help="profile name [default: file stem]")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool, preset: str,
+              device: str, reps: int, processes: int, serving_s: float, serve_batch: int,
+              serve_wait_ms: float, name: str | None, out: str) -> None:
+    """Measure the model variants and write a latency profile (JSON)."""
+    import torch
+
+    from simulator.calibration.build import make_profile, provenance, write_profile
+    from simulator.calibration.fit import fit_latency
+    from simulator.calibration.measure import Spec, build_all, run_pooled
+    from simulator.calibration.model import get_preset
+    from simulator.calibration.serving import serve, serving_overheads
+    from simulator.calibration.variants import VARIANTS
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad:
+        raise click.BadParameter(f"unknown variant(s) {bad}; allowed: {', '.join(VARIANTS)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda: no CUDA device here (use roofline projection: "
+                               "peaksim profile project)")
+    q = QUICK if quick else {}
+    spec = Spec(model=get_preset(preset), variants=names,
+                batch_sizes=_ints(batch_sizes or str(q.get("batch_sizes", DEFAULT_SIZES))),
+                reps=int(q.get("reps", reps)), rounds=int(q.get("rounds", 4)), threads=threads,
+                device=device, train_steps=int(q.get("train_steps", 300)),
+                eval_samples=int(q.get("eval_samples", 20_000)))
+    procs = int(q.get("processes", processes))
+    serving_s = float(q.get("serving_s", serving_s)) if quick else serving_s
+    torch.set_num_threads(threads)
+    with _progress() as bar:
+        task = bar.add_task("measuring", total=1)
+
+        def progress(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=max(total, 1))
+
+        measured = run_pooled(spec, procs, progress)
+        overheads: dict[str, tuple[float, float]] = {}
+        if serving_s > 0 and device == "cpu":
+            progress("building variants for the serving run", 0, 1)
+            _, models = build_all(spec)
+            for i, v in enumerate(names):
+                progress(f"serving {v} (max batch {serve_batch}, wait {serve_wait_ms} ms)",
+                         i, len(names))
+                med = [float(__import__("numpy").median(c)) for c in measured.samples_ms[v]]
+                fit = fit_latency(spec.batch_sizes, med)
+                cap = serve_batch / float(fit(serve_batch)) * 1e3
+                res = serve(models[v], spec.model, 0.35 * cap, serving_s, serve_batch,
+                            serve_wait_ms, warmup_s=min(1.0, serving_s / 4), seed=11 + i)
+                overheads[v] = serving_overheads(res, fit)
+            bar.update(task, description="done", completed=1, total=1)
+    prov = provenance(spec, {"processes": procs, "serving_overheads": {
+        "seconds_per_variant": serving_s, "max_batch": serve_batch, "max_wait_ms": serve_wait_ms,
+        "load": "35% of the isolated-forward capacity at max batch"}})
+    prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov)
+    write_profile(prof, out)
+    click.echo(f"wrote {out}")
+
+
+@click.group("profile")
+def profile() -> None:
+    """Inspect and project calibration profiles."""
+
+
+@profile.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG plot")
+def show(file: str, plot: str | None) -> None:
+    """Table of variant x batch size: median, p99, fitted value and fit error (ms)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.profiles import ProfileError, fitted_ms, load_profile
+
+    try:
+        prof = load_profile(file)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    con = Console()
+    con.print(f"[bold]{prof.name}[/] ({prof.source}) on {prof.device.name}")
+    for name, v in prof.variants.items():
+        q = v.quality
+        con.print(f"[bold]{name}[/]: {v.fit.kind} fit, stated error {v.fit.max_rel_error:.1%}; "
+                  f"{v.model_bytes / 1e6:.1f} MB; load {v.load_time_s:.3f} s; first call "
+                  f"{v.first_call_ms:.2f} ms; serving +{v.overhead_ms_per_batch:.3f} ms/batch "
+                  f"+{v.overhead_ms_per_item * 1e3:.1f} us/item; AUC delta "
+                  f"{q.auc_delta if q.auc_delta is not None else 'n/a'}")
+        t = Table()
+        for col in ("batch", "median ms", "p99 ms", "fit ms", "fit error"):
+            t.add_column(col, justify="right")
+        fits = fitted_ms(v, [float(b) for b in v.batch_sizes])
+        for b, med, p99, f in zip(v.batch_sizes, v.latency_ms.median, v.latency_ms.p99, fits,
+                                  strict=True):
+            t.add_row(str(b), f"{med:.3f}", f"{p99:.3f}", f"{f:.3f}", f"{(f - med) / med:+.1%}")
+        con.print(t)
+    if plot:
+        _plot(prof, plot)
+        con.print(f"wrote {plot}")
+
+
+def _plot(prof: Any, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, v in prof.variants.items():
+        line = ax.plot(v.fit.x, v.fit.y_ms, label=f"{name} ({v.fit.kind})")[0]
+        ax.scatter(v.batch_sizes, v.latency_ms.median, color=line.get_color(), s=12)
+    ax.set(xscale="log", yscale="log", xlabel="batch size (items)", ylabel="batch latency (ms)",
+           title=f"{prof.name} ({prof.source})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@profile.command("project")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--gpu", type=click.Choice(["a10g", "h100"]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def project(file: str, gpu: str, out: str) -> None:
+    """Project a measured CPU profile onto a GPU by roofline ("source": "projected")."""
+    from simulator.calibration.build import write_profile
+    from simulator.calibration.roofline import project_profile
+    from simulator.profiles import Profile
+
+    prof = project_profile(json.loads(Path(file).read_text()), gpu)
+    Profile.model_validate(prof)
+    write_profile(prof, out)
+    click.echo(f"wrote {out}")
+
+
+@click.command("validate-calibration")
+@click.option("--profile", "profile_path", default="scenarios/profiles/cpu-x86.json",
+              show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--variant", default="fp32", show_default=True)
+@click.option("--max-batch", default=32, show_default=True)
+@click.option("--max-wait-ms", default=2.0, show_default=True)
+@click.option("--loads", default="0.3,0.6,0.85", show_default=True,
+              help="fractions of the profile's capacity at max batch")
+@click.option("--duration", default=20.0, show_default=True, help="real serving s per load")
+@click.option("--sim-duration", default=60.0, show_default=True, help="simulated s per load")
+@click.option("--recalibrate-s", default=5.0, show_default=True,
+              help="first re-measure serving overheads in a serving run this long (0: use the "
+                   "profile's as they are)")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--check", is_flag=True, help="exit 1 unless p50 within 10%% and p99 within 20%% "
+              "at the two lowest loads")
+def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wait_ms: float,
+                         loads: str, duration: float, sim_duration: float, recalibrate_s: float,
+                         seed: int, check: bool) -> None:
+    """Serve the real model under Poisson load and compare latency with PeakSim's prediction."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.calibration.fidelity import validate
+
+    con = Console()
+    levels = [float(x) for x in loads.split(",")]
+    rows, used = validate(profile_path, variant, levels, max_batch, max_wait_ms, duration,
+                          recalibrate_s, sim_duration, seed,
+                          progress=lambda s: con.print(f"[dim]{s}[/]"))
+    t = Table(title=f"{variant}: real serving vs PeakSim (max batch {max_batch}, wait "
+              f"{max_wait_ms} ms, capacity {used['capacity_qps']:,.0f} qps, timer slack "
+              f"{used['timer_slack_ms']:.3f} ms)")
+    for col in ("load", "qps", "util real", "util sim", "p50 real/sim", "p50 err",
+                "p95 real/sim", "p95 err", "p99 real/sim", "p99 err"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(f"{r.load:.0%}", f"{r.rate_qps:,.0f}", f"{r.real_util:.2f}", f"{r.sim_util:.2f}",
+                  *[x for k in ("p50", "p95", "p99") for x in
+                    (f"{r.real[k]:.2f}/{r.sim[k]:.2f}", f"{r.error(k):+.1%}")])
+    con.print(t)
+    con.print(f"overheads used: {used['overhead_ms_per_batch']:.3f} ms/batch + "
+              f"{used['overhead_ms_per_item'] * 1e3:.1f} us/item")
+    if check:
+        low = sorted(rows, key=lambda r: r.load)[:2]
+        ok = all(abs(r.error("p50")) <= 0.10 and abs(r.error("p99")) <= 0.20 for r in low)
+        if not ok:
+            raise SystemExit(1)
+
+
+commands = [calibrate, profile, validate_calibration]
+
+if __name__ == "__main__":
+    @click.group()
+    def _main() -> None:
+        pass
+
+    for c in commands:
+        _main.add_command(c)
+    _main()

@@ -1,0 +1,150 @@
+"""Does the simulator predict real serving? Replay the same configuration in both and compare.
+
+Flow of ``validate``: build the profile's model and variant (seeded, as calibrated); optionally
+re-measure the serving overheads with a short serving run *now* (the machine's speed drifts by up
+to 1.5x between sessions, so overheads measured hours ago can be stale); then, at each load
+(a fraction of the capacity the profile promises at ``max_batch``), serve the real model for a
+fixed time and simulate the same configuration with PeakSim; compare p50, p95 and p99.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.profiles import Profile, VariantProfile, get_variant, load_profile, service_ms
+
+
+@dataclass
+class Row:
+    """One load level: real (served) vs simulated latency percentiles (ms)."""
+
+    load: float
+    rate_qps: float
+    real: dict[str, float]
+    sim: dict[str, float]
+    real_util: float
+    sim_util: float
+
+    def error(self, key: str) -> float:
+        """(sim - real) / real for p50, p95 or p99."""
+        return (self.sim[key] - self.real[key]) / self.real[key]
+
+
+def capacity_qps(v: VariantProfile, max_batch: int) -> float:
+    """Items per second one node serves in full batches of ``max_batch`` items (per profile)."""
+    return max_batch / float(service_ms(v, max_batch)) * 1e3
+
+
+def simulate(profile_path: str | Path, variant: str, rate_qps: float, max_batch: int,
+             max_wait_ms: float, timer_slack_ms: float, duration_s: float,
+             seed: int = 1) -> dict[str, float]:
+    """Run PeakSim on one node with the dynamic batcher; returns p50/p95/p99 (ms) and util."""
+    from simulator import Scenario, run
+
+    sc = Scenario.model_validate({
+        "name": "fidelity",
+        "simulation": {"duration_s": duration_s, "warmup_s": min(5.0, duration_s / 10),
+                       "seed": seed},
+        "workload": {"arrival": {"process": "poisson", "rate_qps": rate_qps}},
+        "service": {"profile": str(Path(profile_path).resolve()), "variant": variant},
+        "cluster": {"pools": [{"name": "cpu", "nodes": 1}]},
+        "policy": {"dispatch": "central",
+                   "batching": {"name": "dynamic", "max_batch": max_batch,
+                                "max_wait_ms": max_wait_ms, "timer_slack_ms": timer_slack_ms}},
+        "sla": {"slo_ms": 1000},
+    })
+    s = run(sc).summary
+    lat = s["latency_ms"]
+    util = s.get("utilization")
+    if isinstance(util, dict):
+        util = util.get("mean", next(iter(util.values()), float("nan")))
+    return {"p50": float(lat["p50"]), "p95": float(lat["p95"]), "p99": float(lat["p99"]),
+            "util": float(util) if util is not None else float("nan")}
+
+
+def with_overheads(profile_path: str | Path, variant: str, overheads: tuple[float, float],
+                   scale: float = 1.0) -> Path:
+    """A temporary copy of a profile whose ``variant`` has new serving overheads (and, for
+    tests, every latency figure multiplied by ``scale``). Returns its path."""
+    raw = json.loads(Path(profile_path).read_text())
+    v = raw["variants"][variant]
+    v["overhead_ms_per_batch"], v["overhead_ms_per_item"] = overheads
+    if scale != 1.0:
+        v = raw["variants"][variant] = copy.deepcopy(v)
+        v["fit"]["y_ms"] = [y * scale for y in v["fit"]["y_ms"]]
+        v["overhead_ms_per_batch"] *= scale
+        v["overhead_ms_per_item"] *= scale
+    fd, tmp = tempfile.mkstemp(suffix=".json", prefix="peaksim-fidelity-")
+    with open(fd, "w") as fh:
+        json.dump(raw, fh)
+    Profile.model_validate(raw)
+    return Path(tmp)
+
+
+def build_served_model(prof: Profile, variant: str, train_steps: int = 300) -> tuple[Any, Any]:
+    """Rebuild the (seeded) model variant a profile was measured on: (module, config)."""
+    import torch
+
+    from simulator.calibration.model import ModelConfig, build_model
+    from simulator.calibration.variants import build_variant
+
+    torch.set_num_threads(int(prof.device.threads or 1))
+    cfg = ModelConfig.from_dict(prof.model["config"])  # type: ignore[arg-type]
+    teacher = build_model(cfg)
+    return build_variant(variant, teacher, train_steps), cfg
+
+
+def compare(real: Any, sim: dict[str, float], load: float) -> Row:
+    """A table row from a ServingResult and a simulate() result."""
+    return Row(load, real.rate_qps, real.percentiles(), sim, real.utilization, sim["util"])
+
+
+def validate(profile_path: str | Path, variant: str, loads: list[float], max_batch: int,
+             max_wait_ms: float, duration_s: float, recalibrate_s: float = 0.0,
+             sim_duration_s: float = 60.0, seed: int = 1, train_steps: int = 300,
+             progress: Any = None) -> tuple[list[Row], dict[str, float]]:
+    """Serve and simulate at each load; returns the rows and what was used (capacity, timer
+    slack, overheads). With ``recalibrate_s`` > 0 a serving run of that length at 45% load first
+    re-measures the serving overheads and the timer slack."""
+    from simulator.calibration.fit import Fit
+    from simulator.calibration.serving import serve, serving_overheads
+
+    path = Path(profile_path)
+    prof = load_profile(path)
+    v = get_variant(prof, variant, path)
+    model, cfg = build_served_model(prof, variant, train_steps)
+    fit = Fit(v.fit.kind, v.fit.x, v.fit.y_ms, v.fit.max_rel_error, [])
+    slack = 0.12
+    oh = (v.overhead_ms_per_batch, v.overhead_ms_per_item)
+    if recalibrate_s > 0:
+        if progress:
+            progress("re-measuring serving overheads")
+        cal = serve(model, cfg, 0.45 * capacity_qps(v, max_batch), recalibrate_s, max_batch,
+                    max_wait_ms, warmup_s=min(1.0, recalibrate_s / 4), seed=seed + 99)
+        oh = serving_overheads(cal, fit)
+        if len(cal.timer_overshoot_ms):
+            slack = float(np.median(cal.timer_overshoot_ms))
+    sim_path = with_overheads(path, variant, oh)
+    try:
+        vv = get_variant(load_profile(sim_path), variant)
+        cap = capacity_qps(vv, max_batch)
+        rows = []
+        for i, load in enumerate(loads):
+            if progress:
+                progress(f"serving at {load:.0%} of {cap:,.0f} qps")
+            real = serve(model, cfg, load * cap, duration_s, max_batch, max_wait_ms,
+                         warmup_s=min(2.0, duration_s / 5), seed=seed + i)
+            sim = simulate(sim_path, variant, load * cap, max_batch, max_wait_ms, slack,
+                           sim_duration_s, seed=seed)
+            rows.append(compare(real, sim, load))
+    finally:
+        sim_path.unlink(missing_ok=True)
+    return rows, {"capacity_qps": cap, "timer_slack_ms": slack, "overhead_ms_per_batch": oh[0],
+                  "overhead_ms_per_item": oh[1]}
