@@ -35,7 +35,7 @@ from simulator.queues import CentralQueue, NodeQueue
 from simulator.recorder import Recorder, RecordSink
 from simulator.requests import COMPLETED, DROPPED, RequestTable
 from simulator.rng import BufferedRandom, stream
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, ScenarioError
 from simulator.service import build_service
 from simulator.workload import Workload
 
@@ -50,7 +50,10 @@ class Simulation:
         self.env = simpy.Environment()
         self.duration_s = sc.simulation.duration_s
         self.warmup_s = sc.simulation.warmup_s
-        self.workload = Workload(sc, self.seed)
+        try:
+            self.workload = Workload(sc, self.seed)
+        except (ValueError, OSError) as exc:
+            raise ScenarioError(f"{sc.source}: field 'workload': {exc}") from None
         pol = sc.policy
 
         # cluster

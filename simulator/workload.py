@@ -56,12 +56,18 @@ class TraceSource:
 
     def __init__(self, cfg: TraceCfg, path: str, rng: np.random.Generator) -> None:
         df = pd.read_csv(path)
+        if len(df) == 0:
+            raise ValueError(f"{path}: the trace holds no rows")
         col = cfg.column or df.columns[0]
         if col not in df.columns:
             raise ValueError(f"{path}: column '{col}' not found; columns: {', '.join(df.columns)}")
         if cfg.format == "timestamps":
             t = self._seconds(df[col], cfg.time_unit, path, col)
             t = np.sort(t - t.min())
+            # the trace spans its last arrival plus one mean gap (so loops keep the rate)
+            span = float(t[-1]) + (float(t[-1]) / (len(t) - 1) if len(t) > 1 else 1.0)
+            if cfg.rate_scale != 1.0:
+                t = self._scale_times(t, cfg.rate_scale, rng)
         else:
             if cfg.interval_s is None:
                 raise ValueError(f"{path}: a counts trace needs interval_s")
@@ -71,12 +77,8 @@ class TraceSource:
             counts = self._scale_counts(counts, cfg.rate_scale, rng)
             starts = np.repeat(np.arange(len(counts)) * cfg.interval_s, counts)
             t = np.sort(starts + rng.random(len(starts)) * cfg.interval_s)
-        if cfg.format == "timestamps" and cfg.rate_scale != 1.0:
-            t = self._scale_times(t, cfg.rate_scale, rng)
-        self.span_s = (
-            len(df) * cfg.interval_s if cfg.format == "counts" and cfg.interval_s else
-            float(t[-1]) + (float(t[-1]) / max(len(t) - 1, 1) if len(t) else 0.0)
-        ) / cfg.time_scale
+            span = len(counts) * cfg.interval_s
+        self.span_s = span / cfg.time_scale
         self.times = t / cfg.time_scale
         self.loop = cfg.loop
         if len(self.times) == 0 or self.span_s <= 0:

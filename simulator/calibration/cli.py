@@ -53,13 +53,14 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
               device: str, reps: int, processes: int, serving_s: float, serve_batch: int,
               serve_wait_ms: float, name: str | None, out: str) -> None:
     """Measure the model variants and write a latency profile (JSON)."""
+    import numpy as np
     import torch
 
     from simulator.calibration.build import make_profile, provenance, write_profile
     from simulator.calibration.fit import fit_latency
     from simulator.calibration.measure import Spec, build_all, run_pooled
     from simulator.calibration.model import get_preset
-    from simulator.calibration.serving import serve, serving_overheads
+    from simulator.calibration.serving import calibrate_overheads
     from simulator.calibration.variants import VARIANTS
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -92,16 +93,15 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
             for i, v in enumerate(names):
                 progress(f"serving {v} (max batch {serve_batch}, wait {serve_wait_ms} ms)",
                          i, len(names))
-                med = [float(__import__("numpy").median(c)) for c in measured.samples_ms[v]]
+                med = [float(np.median(c)) for c in measured.samples_ms[v]]
                 fit = fit_latency(spec.batch_sizes, med)
-                cap = serve_batch / float(fit(serve_batch)) * 1e3
-                res = serve(models[v], spec.model, 0.35 * cap, serving_s, serve_batch,
-                            serve_wait_ms, warmup_s=min(1.0, serving_s / 4), seed=11 + i)
-                overheads[v] = serving_overheads(res, fit)
+                oh_b, oh_i, _ = calibrate_overheads(models[v], spec.model, fit, serve_batch,
+                                                    serve_wait_ms, serving_s, seed=11 + i)
+                overheads[v] = (oh_b, oh_i)
             bar.update(task, description="done", completed=1, total=1)
     prov = provenance(spec, {"processes": procs, "serving_overheads": {
         "seconds_per_variant": serving_s, "max_batch": serve_batch, "max_wait_ms": serve_wait_ms,
-        "load": "35% of the isolated-forward capacity at max batch"}})
+        "load": "45% of capacity (two steps: isolated fit, then fit + first overheads)"}})
     prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov)
     write_profile(prof, out)
     click.echo(f"wrote {out}")

@@ -114,7 +114,7 @@ def validate(profile_path: str | Path, variant: str, loads: list[float], max_bat
     slack, overheads). With ``recalibrate_s`` > 0 a serving run of that length at 45% load first
     re-measures the serving overheads and the timer slack."""
     from simulator.calibration.fit import Fit
-    from simulator.calibration.serving import serve, serving_overheads
+    from simulator.calibration.serving import calibrate_overheads, serve
 
     path = Path(profile_path)
     prof = load_profile(path)
@@ -126,11 +126,9 @@ def validate(profile_path: str | Path, variant: str, loads: list[float], max_bat
     if recalibrate_s > 0:
         if progress:
             progress("re-measuring serving overheads")
-        cal = serve(model, cfg, 0.45 * capacity_qps(v, max_batch), recalibrate_s, max_batch,
-                    max_wait_ms, warmup_s=min(1.0, recalibrate_s / 4), seed=seed + 99)
-        oh = serving_overheads(cal, fit)
-        if len(cal.timer_overshoot_ms):
-            slack = float(np.median(cal.timer_overshoot_ms))
+        oh_b, oh_i, slack = calibrate_overheads(model, cfg, fit, max_batch, max_wait_ms,
+                                                recalibrate_s, start=oh, seed=seed + 99)
+        oh = (oh_b, oh_i)
     sim_path = with_overheads(path, variant, oh)
     try:
         vv = get_variant(load_profile(sim_path), variant)

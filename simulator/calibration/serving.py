@@ -167,3 +167,29 @@ def serving_overheads(res: ServingResult, fitted_ms: Callable[[np.ndarray], np.n
     if a < 0:
         a, b = 0.0, max(0.0, float(np.sum(x * y * w**2) / np.sum(x * x * w**2)))
     return max(0.0, float(a)), max(0.0, float(b))
+
+
+MAX_GENERATOR_QPS = 20_000.0  # a Python load-generator thread cannot offer much more
+
+
+def calibrate_overheads(model: Callable[..., torch.Tensor], cfg: ModelConfig,
+                        fitted_ms: Callable[[np.ndarray], np.ndarray], max_batch: int,
+                        max_wait_ms: float, seconds: float, load: float = 0.45,
+                        start: tuple[float, float] = (0.0, 0.0), seed: int = 11,
+                        ) -> tuple[float, float, float]:
+    """Measure serving overheads in two short serving runs: the first at ``load`` x the capacity
+    the current estimate promises (isolated fit + ``start`` overheads, which over-promises), the
+    second at ``load`` x the capacity corrected by the first run's overheads. Returns
+    (overhead_ms_per_batch, overhead_ms_per_item, timer slack ms)."""
+    oh = start
+    slack = 0.12
+    for step in range(2):
+        svc = float(fitted_ms(np.array(float(max_batch)))) + oh[0] + oh[1] * max_batch
+        rate = min(load * max_batch / svc * 1e3, MAX_GENERATOR_QPS)
+        dur = seconds * (0.4 if step == 0 else 1.0)
+        res = serve(model, cfg, rate, dur, max_batch, max_wait_ms,
+                    warmup_s=min(1.0, dur / 4), seed=seed + step)
+        oh = serving_overheads(res, fitted_ms)
+        if len(res.timer_overshoot_ms):
+            slack = float(np.median(res.timer_overshoot_ms))
+    return oh[0], oh[1], slack
