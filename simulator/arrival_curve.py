@@ -19,9 +19,11 @@ from simulator.scenario import DiurnalCfg, PeakCfg
 class DiurnalCurve:
     """A periodic multiplier with mean 1 over one period (when normalized)."""
 
-    def __init__(self, cfg: DiurnalCfg, file_path: str | None = None) -> None:
+    def __init__(self, cfg: DiurnalCfg, file_path: str | None = None,
+                 start_hour: float = 0.0) -> None:
         self.cfg = cfg
         self.period = cfg.period_s
+        self.shift_s = start_hour / 24.0 * cfg.period_s  # clock time = t + shift
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
         if cfg.kind == "hourly":
@@ -49,16 +51,18 @@ class DiurnalCurve:
             self._y = np.concatenate([[r[-1]], r, [r[0]]])
         self._scale = 1.0
         if cfg.kind in ("hourly", "file") and cfg.normalize:
-            grid = np.linspace(0, self.period, 4097)[:-1]
+            grid = np.linspace(0, self.period, 4097)[:-1] - self.shift_s
             mean = float(self(grid).mean())
             if mean <= 0:
                 raise ValueError("diurnal curve has mean 0")
             self._scale = 1.0 / mean
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
+        """Multiplier at simulated times ``t`` (s)."""
         c = self.cfg
         if c.kind == "none":
             return np.ones_like(t, dtype=float)
+        t = np.asarray(t, dtype=float) + self.shift_s
         if c.kind == "sinusoid":
             phase = 2 * math.pi * (t / self.period - c.peak_hour / 24.0)
             return 1.0 + c.amplitude * np.cos(phase)
@@ -70,6 +74,10 @@ class DiurnalCurve:
         c = self.cfg
         if c.kind == "none":
             return np.empty(0)
+        return self._clock_breakpoints(t0 + self.shift_s, t1 + self.shift_s) - self.shift_s
+
+    def _clock_breakpoints(self, t0: float, t1: float) -> np.ndarray:
+        c = self.cfg
         if c.kind == "sinusoid":
             base = c.peak_hour / 24.0 * self.period
             half = self.period / 2

@@ -44,6 +44,9 @@ class SimulationCfg(_Model):
     warmup_s: NonNegFloat = Field(0.0, description="statistics ignore arrivals before this, s")
     seed: int = Field(0, ge=0, description="experiment seed; every random stream derives from it")
     timeseries_interval_s: PosFloat = Field(10.0, description="time-series row width, s")
+    start_hour: float = Field(
+        0.0, ge=0, lt=24, description="wall-clock hour at t = 0 (diurnal curves use clock time)"
+    )
     records: str = Field(
         "auto",
         description="per-request Parquet records: all | none | sample:P (0<P<=1) | auto "

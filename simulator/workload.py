@@ -138,8 +138,8 @@ class Workload:
         w = sc.workload
         a = w.arrival
         diurnal_path = str(sc.resolve_path(w.diurnal.path)) if w.diurnal.path else None
-        self.curve = ArrivalCurve(a.rate_qps or 0.0, DiurnalCurve(w.diurnal, diurnal_path),
-                                  w.peaks)
+        diurnal = DiurnalCurve(w.diurnal, diurnal_path, sc.simulation.start_hour)
+        self.curve = ArrivalCurve(a.rate_qps or 0.0, diurnal, w.peaks)
         self._rng = stream(self.seed, "arrivals")
         self._rng_cls = stream(self.seed, "classes")
         self.classes: list[RequestClassCfg] = list(w.classes)

@@ -16,7 +16,7 @@ from simulator.calibration.cli import calibrate, profile  # noqa: E402
 from simulator.calibration.fit import fit_latency, isotonic  # noqa: E402
 from simulator.calibration.measure import Spec, measure  # noqa: E402
 from simulator.calibration.model import ModelConfig, build_model, get_preset  # noqa: E402
-from simulator.calibration.roofline import bytes_moved, flops, project_ms, GPUS  # noqa: E402
+from simulator.calibration.roofline import GPUS, bytes_moved, flops, project_ms  # noqa: E402
 from simulator.calibration.variants import build_variant, serialize  # noqa: E402
 from simulator.profiles import ProfileError, fitted_ms, load_profile  # noqa: E402
 
@@ -98,9 +98,9 @@ def test_fit_choice_and_isotonic() -> None:
     x = [1, 2, 4, 8, 16, 32, 64]
     lin = [0.5 + 0.01 * b for b in x]
     assert fit_latency(x, lin).kind == "affine"
-    convex = [0.4, 0.41, 0.42, 0.45, 0.6, 1.0, 3.0]  # cache effects: one line misses badly
+    convex = [0.4 + 0.01 * b**1.5 for b in x]  # cache effects: one line misses badly
     f = fit_latency(x, convex)
-    assert f.kind == "piecewise_linear" and f.max_rel_error > 0
+    assert f.kind == "piecewise_linear" and 0 < f.max_rel_error < 0.2
     assert np.allclose(isotonic(np.array([1.0, 3.0, 2.0, 4.0])), [1.0, 2.5, 2.5, 4.0])
 
 

@@ -111,6 +111,7 @@ def write_profile(prof: dict[str, Any], path: str | Path) -> Path:
         with os.fdopen(fd, "w") as fh:
             json.dump(prof, fh, indent=1)
             fh.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -28,8 +28,8 @@ def _ints(s: str) -> list[int]:
 def _progress() -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(), transient=False)
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
 
 
 @click.command("calibrate")
@@ -189,7 +189,7 @@ def project(file: str, gpu: str, out: str) -> None:
 @click.option("--max-batch", default=32, show_default=True)
 @click.option("--max-wait-ms", default=2.0, show_default=True)
 @click.option("--loads", default="0.3,0.6,0.85", show_default=True,
-              help="fractions of the profile's capacity at max batch")
+              help="server utilisations PeakSim predicts (rates found by bisection)")
 @click.option("--duration", default=20.0, show_default=True, help="real serving s per load")
 @click.option("--sim-duration", default=60.0, show_default=True, help="simulated s per load")
 @click.option("--recalibrate-s", default=5.0, show_default=True,
@@ -213,8 +213,8 @@ def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wa
                           recalibrate_s, sim_duration, seed,
                           progress=lambda s: con.print(f"[dim]{s}[/]"))
     t = Table(title=f"{variant}: real serving vs PeakSim (max batch {max_batch}, wait "
-              f"{max_wait_ms} ms, capacity {used['capacity_qps']:,.0f} qps, timer slack "
-              f"{used['timer_slack_ms']:.3f} ms)")
+              f"{max_wait_ms} ms, full-batch capacity {used['capacity_qps']:,.0f} qps, timer "
+              f"slack {used['timer_slack_ms']:.3f} ms)")
     for col in ("load", "qps", "util real", "util sim", "p50 real/sim", "p50 err",
                 "p95 real/sim", "p95 err", "p99 real/sim", "p99 err"):
         t.add_column(col, justify="right")

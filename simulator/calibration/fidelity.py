@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from simulator.profiles import Profile, VariantProfile, get_variant, load_profile, service_ms
 
 
@@ -69,6 +67,20 @@ def simulate(profile_path: str | Path, variant: str, rate_qps: float, max_batch:
             "util": float(util) if util is not None else float("nan")}
 
 
+def rate_for_util(profile_path: str | Path, variant: str, util: float, max_batch: int,
+                  max_wait_ms: float, timer_slack_ms: float, cap_qps: float,
+                  iters: int = 9) -> float:
+    """Arrival rate (qps) at which PeakSim predicts server utilisation ``util`` (bisection over
+    short simulations). Under dynamic batching, small batches make utilisation at a given rate
+    far higher than rate / full-batch capacity, so loads are set by predicted utilisation."""
+    lo, hi = 0.0, cap_qps
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        u = simulate(profile_path, variant, mid, max_batch, max_wait_ms, timer_slack_ms, 10.0)
+        lo, hi = (mid, hi) if u["util"] < util else (lo, mid)
+    return (lo + hi) / 2
+
+
 def with_overheads(profile_path: str | Path, variant: str, overheads: tuple[float, float],
                    scale: float = 1.0) -> Path:
     """A temporary copy of a profile whose ``variant`` has new serving overheads (and, for
@@ -110,9 +122,9 @@ def validate(profile_path: str | Path, variant: str, loads: list[float], max_bat
              max_wait_ms: float, duration_s: float, recalibrate_s: float = 0.0,
              sim_duration_s: float = 60.0, seed: int = 1, train_steps: int = 300,
              progress: Any = None) -> tuple[list[Row], dict[str, float]]:
-    """Serve and simulate at each load; returns the rows and what was used (capacity, timer
-    slack, overheads). With ``recalibrate_s`` > 0 a serving run of that length at 45% load first
-    re-measures the serving overheads and the timer slack."""
+    """Serve and simulate at each load (predicted utilisation); returns the rows and what was
+    used (capacity, timer slack, overheads). With ``recalibrate_s`` > 0 serving runs of about
+    that length at 45% load first re-measure the serving overheads and the timer slack."""
     from simulator.calibration.fit import Fit
     from simulator.calibration.serving import calibrate_overheads, serve
 
@@ -135,11 +147,12 @@ def validate(profile_path: str | Path, variant: str, loads: list[float], max_bat
         cap = capacity_qps(vv, max_batch)
         rows = []
         for i, load in enumerate(loads):
+            rate = rate_for_util(sim_path, variant, load, max_batch, max_wait_ms, slack, cap)
             if progress:
-                progress(f"serving at {load:.0%} of {cap:,.0f} qps")
-            real = serve(model, cfg, load * cap, duration_s, max_batch, max_wait_ms,
+                progress(f"serving at {rate:,.0f} qps (predicted utilisation {load:.0%})")
+            real = serve(model, cfg, rate, duration_s, max_batch, max_wait_ms,
                          warmup_s=min(2.0, duration_s / 5), seed=seed + i)
-            sim = simulate(sim_path, variant, load * cap, max_batch, max_wait_ms, slack,
+            sim = simulate(sim_path, variant, rate, max_batch, max_wait_ms, slack,
                            sim_duration_s, seed=seed)
             rows.append(compare(real, sim, load))
     finally:

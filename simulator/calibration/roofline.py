@@ -18,6 +18,7 @@ small GEMMs and random row gathers). Such profiles carry ``"source": "projected"
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from simulator.calibration.model import ModelConfig
 
@@ -67,7 +68,7 @@ GPUS: dict[str, GPU] = {
 def _layers(cfg: ModelConfig) -> list[tuple[int, int]]:
     b = [cfg.num_dense, *cfg.bottom_mlp]
     t = [cfg.emb_dim + cfg.num_interactions, *cfg.top_mlp, 1]
-    return [(x, y) for d in (b, t) for x, y in zip(d, d[1:], strict=False)]
+    return [(x, y) for d in (b, t) for x, y in pairwise(d)]
 
 
 def flops(cfg: ModelConfig, batch: int) -> dict[str, int]:

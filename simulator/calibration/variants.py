@@ -95,7 +95,7 @@ def _prune_linear_chain(seq: nn.Sequential, keep: list[int]) -> nn.Sequential:
     """Cut the hidden widths of a Linear/ReLU chain to ``keep`` units (by L2 norm of the unit's
     incoming weights); the input and output widths stay. Returns a new Sequential."""
     lins = [m for m in seq if isinstance(m, nn.Linear)]
-    widths = [lins[0].in_features] + [k for k in keep] + [lins[-1].out_features]
+    widths = [lins[0].in_features, *keep, lins[-1].out_features]
     new = mlp(widths)
     new_lins = [m for m in new if isinstance(m, nn.Linear)]
     prev_idx = torch.arange(lins[0].in_features)
@@ -116,7 +116,7 @@ def prune(teacher: DLRM, ratio: float = 0.5) -> DLRM:
     """Structurally pruned copy: every hidden MLP width x ``ratio`` (the bottom MLP's last
     layer stays at emb_dim). Embedding tables are shared by value (copied)."""
     cfg = teacher.cfg
-    bottom = tuple(max(1, int(w * ratio)) for w in cfg.bottom_mlp[:-1]) + (cfg.emb_dim,)
+    bottom = (*(max(1, int(w * ratio)) for w in cfg.bottom_mlp[:-1]), cfg.emb_dim)
     top = tuple(max(1, int(w * ratio)) for w in cfg.top_mlp)
     student = DLRM(cfg.with_mlps(bottom, top, cfg.name + "-pruned"))
     student.tables = copy.deepcopy(teacher.tables)
@@ -130,7 +130,7 @@ def distill_student(teacher: DLRM, emb_dim: int | None = None) -> DLRM:
     tables (scaled to keep dot products), MLP widths quartered. Untrained MLPs."""
     cfg = teacher.cfg
     d = emb_dim or max(2, cfg.emb_dim // 2)
-    bottom = tuple(max(2, w // 4) for w in cfg.bottom_mlp[:-1]) + (d,)
+    bottom = (*(max(2, w // 4) for w in cfg.bottom_mlp[:-1]), d)
     top = tuple(max(2, w // 4) for w in cfg.top_mlp)
     scfg = ModelConfig(name=cfg.name + "-distilled", num_dense=cfg.num_dense,
                        table_rows=cfg.table_rows, emb_dim=d, bottom_mlp=bottom, top_mlp=top,
