@@ -7,6 +7,7 @@ for time-change sampling of renewal processes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -152,7 +153,7 @@ class ArrivalCurve:
             pts += [x for x in peak_breakpoints(p) if t0 < x < t1]
         knots = np.unique(np.asarray(pts))
         edges = [knots[:1]]
-        for a, b in zip(knots[:-1], knots[1:], strict=True):
+        for a, b in itertools.pairwise(knots):
             n = max(1, math.ceil((b - a) / max_cell_s))
             edges.append(np.linspace(a, b, n + 1)[1:])
         return np.concatenate(edges)

@@ -91,6 +91,16 @@ def validate_cmd(scenario: Path, sets: tuple[str, ...]) -> None:
 
 def _register_optional() -> None:
     """Commands that live in other packages (calibration imports torch only when run)."""
+    from simulator import experiment_cli as exp
+
+    for cmd in (exp.compare_cmd, exp.sweep_cmd, exp.plan_cmd):
+        main.add_command(cmd)
+    try:
+        from analysis.report_cli import report
+    except ImportError:
+        pass
+    else:
+        main.add_command(report)
     try:
         from simulator.calibration import cli as cal
     except ImportError:

@@ -59,7 +59,7 @@ class Lognormal(Distribution):
         return (self.cv_ * self.mean) ** 2
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if self.cv_ == 0:
+        if self.cv_ < 1e-6:  # numerically deterministic
             return np.full(n, self.mean)
         s2 = math.log1p(self.cv_**2)
         mu = math.log(self.mean) - s2 / 2
@@ -75,7 +75,7 @@ class Gamma(Distribution):
         return (self.cv_ * self.mean) ** 2
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if self.cv_ == 0:
+        if self.cv_ < 1e-6:  # shape 1/cv^2 would overflow
             return np.full(n, self.mean)
         k = 1.0 / self.cv_**2
         return rng.gamma(k, self.mean / k, n)

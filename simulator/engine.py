@@ -86,6 +86,7 @@ class Simulation:
         tos = [c.timeout_ms or default_to for c in sc.workload.classes]
         self.timeout_s = np.asarray([t / 1000.0 if t else np.inf for t in tos])
         self.has_timeouts = bool(np.isfinite(self.timeout_s).any())
+        self.min_timeout_s = float(self.timeout_s.min())
 
         # policies
         b = pol.batching
@@ -151,16 +152,17 @@ class Simulation:
                 if batch is None:
                     continue
             now = env.now
-            # start: bookkeeping vectorised over the batch (ids are global)
-            if isinstance(batch, int):
-                k = 1
-                i = batch - tab.base
-                items = int(tab.size[i])
-                tab.start[i] = now
-                tab.node[i] = j
+            # start: bookkeeping over the batch (ids are global; ranges are consecutive ids)
+            base = tab.base
+            if type(batch) is range:
+                a, b = batch.start - base, batch.stop - base
+                k = b - a
+                items = int(tab.size[a]) if k == 1 else tab.items(batch.start, batch.stop)
+                tab.start[a:b] = now
+                tab.node[a:b] = j
             else:
                 k = len(batch)
-                loc = batch - tab.base
+                loc = batch - base
                 items = int(tab.size[loc].sum())
                 tab.start[loc] = now
                 tab.node[loc] = j
@@ -177,12 +179,13 @@ class Simulation:
             yield env.timeout(dt)
             # finish
             now = env.now
-            if isinstance(batch, int):
-                i = batch - tab.base
-                tab.finish[i] = now
-                tab.outcome[i] = COMPLETED
+            base = tab.base
+            if type(batch) is range:
+                a, b = batch.start - base, batch.stop - base
+                tab.finish[a:b] = now
+                tab.outcome[a:b] = COMPLETED
             else:
-                loc = batch - tab.base
+                loc = batch - base
                 tab.finish[loc] = now
                 tab.outcome[loc] = COMPLETED
             nodes.busy[j] = 0
@@ -252,7 +255,7 @@ class Simulation:
             return self.queue.len
         return int(self.nodes.queue_len.sum())
 
-    def _take(self, j: int) -> int | np.ndarray | None:
+    def _take(self, j: int) -> range | np.ndarray | None:
         """A batch for node j now, or None after arranging a wake-up."""
         if self.central:
             batch, wake_t = self._decide_central()
@@ -262,7 +265,7 @@ class Simulation:
             return batch
         return self._take_node(j)
 
-    def _decide_central(self) -> tuple[int | np.ndarray | None, float]:
+    def _decide_central(self) -> tuple[range | np.ndarray | None, float]:
         """Apply the batcher to the central queue: (batch, inf) or (None, wake-up time)."""
         now = self.env.now
         q = self.queue
@@ -270,10 +273,11 @@ class Simulation:
             q.materialize(now)
             if self.has_timeouts:
                 q.expire(now, self.timeout_s)
-            if self._fast:
-                if q.len:
-                    return q.pop_one(), math.inf
+            if q.len == 0:  # nothing to batch: any batcher waits for the next arrival
                 return None, q.fill_time(1)
+            if self._fast:
+                gid = q.pop_one()
+                return range(gid, gid + 1), math.inf
             dec = self._ask(self.batcher, q, now)
             if dec.take <= 0:
                 return None, self._wake_time(dec, q.fill_time(dec.wake_at_size)
@@ -285,11 +289,16 @@ class Simulation:
                 return batch, math.inf
 
     def _ask(self, batcher: Any, q: CentralQueue | NodeQueue, now: float) -> BatchDecision:
+        """Build the batcher's read-only view of queue ``q`` and ask for a decision."""
         tab = self.table
-        ids = q.peek(batcher.max_batch)
-        loc = ids - tab.base
-        view = QueueView(n_waiting=len(q) if isinstance(q, NodeQueue) else q.len,
-                         arrival_s=tab.t[loc], items=tab.size[loc])
+        limit = batcher.max_batch
+        if isinstance(q, CentralQueue):
+            view = QueueView(q.len, oldest_s=q.oldest_s() if q.len else None, limit=limit,
+                             load=lambda: q.head_arrays(limit), fit=q.fit_items)
+        else:
+            oldest = float(tab.t[q.ids[0] - tab.base]) if len(q) else None
+            view = QueueView(len(q), oldest_s=oldest, limit=limit,
+                             load=lambda: q.head_arrays(limit, tab))
         return batcher.next_batch(view, now)
 
     @staticmethod
@@ -297,9 +306,14 @@ class Simulation:
         until = dec.wait_until_s if dec.wait_until_s is not None else math.inf
         return min(until, fill_t)
 
-    def _drop_expired(self, batch: np.ndarray, now: float) -> np.ndarray:
+    def _drop_expired(self, batch: range | np.ndarray, now: float) -> range | np.ndarray:
         """Requests of a batch whose queue timeout passed leave as timed out."""
         tab = self.table
+        first = batch.start if type(batch) is range else int(batch[0])
+        if now - tab.t[first - tab.base] <= self.min_timeout_s:
+            return batch  # the oldest request has not waited long enough to expire
+        if type(batch) is range:
+            batch = np.arange(batch.start, batch.stop)
         loc = batch - tab.base
         deadline = tab.t[loc] + self.timeout_s[tab.cls[loc]]
         late = deadline < now
@@ -358,7 +372,7 @@ class Simulation:
         if ev is not None and not ev.triggered:
             ev.succeed(None)
 
-    def _take_node(self, j: int) -> int | np.ndarray | None:
+    def _take_node(self, j: int) -> range | np.ndarray | None:
         q = self.node_q[j]
         nodes = self.nodes
         now = self.env.now
@@ -366,8 +380,9 @@ class Simulation:
             self._expire_node(j, q, now)
         while len(q):
             if self._fast:
-                batch: int | np.ndarray = q.ids.popleft()
-                taken = [batch]
+                gid = q.ids.popleft()
+                batch: range | np.ndarray = range(gid, gid + 1)
+                taken = [gid]
             else:
                 dec = self._ask(self.batchers[j], q, now)
                 if dec.take <= 0:
@@ -381,15 +396,9 @@ class Simulation:
                 nodes.queued_work_s[j] -= svc.mean_time(1, int(tab.size[gid - tab.base]))
             if nodes.queue_len[j] == 0:
                 nodes.queued_work_s[j] = 0.0
-            if self.has_timeouts and not isinstance(batch, int):
+            if self.has_timeouts:
                 batch = self._drop_expired(batch, now)
                 if not len(batch):
-                    continue
-            elif self.has_timeouts:
-                i = batch - tab.base
-                if tab.t[i] + self.timeout_s[tab.cls[i]] < now:
-                    tab.outcome[i] = 3
-                    tab.finish[i] = tab.t[i] + self.timeout_s[tab.cls[i]]
                     continue
             return batch
         self._waiting[j] = True

@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,5 +56,5 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 def default_out_dir(scenario_name: str, root: Path = Path("results")) -> Path:
     """``results/<scenario>-<UTC timestamp>/``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return root / f"{scenario_name}-{stamp}"

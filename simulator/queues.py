@@ -66,21 +66,58 @@ class CentralQueue:
         self.tail = j
 
     # ------------------------------------------------------------------ reading
-    def peek(self, k: int) -> np.ndarray:
-        """Global ids of the first ``min(k, len)`` waiting requests, in FIFO order."""
-        out: list[np.ndarray] = []
+    def peek(self, k: int) -> range | np.ndarray:
+        """Global ids of the first ``min(k, len)`` waiting requests, in FIFO order.
+
+        A ``range`` when they are consecutive ids (the common case), else an array.
+        """
         need = min(k, self.len)
+        if need == 0:
+            return range(0)
+        a, b = self.runs[0]
+        if b - a >= need:
+            return range(a, a + need)
+        out: list[np.ndarray] = []
         for a, b in self.runs:
             if need <= 0:
                 break
             m = min(b - a, need)
             out.append(np.arange(a, a + m))
             need -= m
-        return out[0] if len(out) == 1 else (np.concatenate(out) if out else np.empty(0, int))
+        return np.concatenate(out)
 
     def first(self) -> int:
         """Id of the oldest waiting request (queue must be non-empty)."""
         return self.runs[0][0]
+
+    def oldest_s(self) -> float:
+        """Arrival time of the oldest waiting request, s."""
+        return float(self.table.t[self.runs[0][0] - self.table.base])
+
+    def head_arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Arrival times (s) and items of the first k waiting requests."""
+        ids = self.peek(k)
+        tab = self.table
+        if isinstance(ids, range):
+            sl = slice(ids.start - tab.base, ids.stop - tab.base)
+            return tab.t[sl], tab.size[sl]
+        loc = ids - tab.base
+        return tab.t[loc], tab.size[loc]
+
+    def fit_items(self, cap: int, k_max: int) -> int:
+        """Largest k <= k_max whose first k waiting requests hold <= cap items (>= 1)."""
+        k_max = min(k_max, self.len)
+        if k_max <= 1:
+            return 1
+        a, b = self.runs[0]
+        tab = self.table
+        if b - a >= k_max:
+            i = a - tab.base
+            before = int(tab.csum[i]) - int(tab.size[i])
+            k = int(np.searchsorted(tab.csum[i:i + k_max], cap + before, side="right"))
+            return max(k, 1)
+        _, items = self.head_arrays(k_max)
+        return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
     # ------------------------------------------------------------------ removing
     def pop_one(self) -> int:
@@ -93,8 +130,8 @@ class CentralQueue:
         self.len -= 1
         return gid
 
-    def take(self, k: int) -> np.ndarray:
-        """Remove and return the first ``k`` waiting ids."""
+    def take(self, k: int) -> range | np.ndarray:
+        """Remove and return the first ``k`` waiting ids (see :meth:`peek`)."""
         ids = self.peek(k)
         need = len(ids)
         self.len -= need
@@ -148,6 +185,11 @@ class NodeQueue:
     def peek(self, k: int) -> np.ndarray:
         n = min(k, len(self.ids))
         return np.fromiter((self.ids[i] for i in range(n)), dtype=np.int64, count=n)
+
+    def head_arrays(self, k: int, tab: RequestTable) -> tuple[np.ndarray, np.ndarray]:
+        """Arrival times (s) and items of the first k waiting requests."""
+        loc = self.peek(k) - tab.base
+        return tab.t[loc], tab.size[loc]
 
     def take(self, k: int) -> np.ndarray:
         n = min(k, len(self.ids))

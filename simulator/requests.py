@@ -53,6 +53,8 @@ class RequestTable:
         self.finish = np.empty(0)
         self.node = np.empty(0, dtype=np.int32)
         self.outcome = np.empty(0, dtype=np.int8)
+        self.csum = np.empty(0, dtype=np.int64)  # items of all ids up to and including this one
+        self._items_total = 0
         self.last_time = -np.inf  # arrival time of the last loaded request
         self.loaded_until = 0.0  # every arrival before this time is loaded
 
@@ -75,6 +77,10 @@ class RequestTable:
         self.finish = np.concatenate([self.finish[keep], np.full(n, np.nan)])
         self.node = np.concatenate([self.node[keep], np.full(n, -1, dtype=np.int32)])
         self.outcome = np.concatenate([self.outcome[keep], np.zeros(n, dtype=np.int8)])
+        cs = np.cumsum(ch.size, dtype=np.int64) + self._items_total
+        self.csum = np.concatenate([self.csum[keep], cs])
+        if n:
+            self._items_total = int(cs[-1])
         self._spans.append((self.end, self.end + n, ch.t0, ch.t1))
         self.end += n
         if n:
@@ -88,6 +94,11 @@ class RequestTable:
             if not self.load_next():
                 return False
         return True
+
+    def items(self, a: int, b: int) -> int:
+        """Total items of the contiguous ids [a, b) (global ids, all loaded)."""
+        i, j = a - self.base, b - self.base
+        return int(self.csum[j - 1] - self.csum[i]) + int(self.size[i])
 
     def ensure_time(self, t: float) -> None:
         """Load chunks until every arrival at or before ``t`` is in the table."""
@@ -107,7 +118,7 @@ class RequestTable:
             released = b
         if released:
             self.base += released
-            for name in ("t", "cls", "size", "start", "finish", "node", "outcome"):
+            for name in ("t", "cls", "size", "start", "finish", "node", "outcome", "csum"):
                 setattr(self, name, getattr(self, name)[released:])
 
     def flush_all(self) -> None:

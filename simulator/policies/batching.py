@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import numpy as np
-
 from simulator.policies.registry import register
 from simulator.policies.views import BatchDecision, QueueView
 
@@ -67,9 +65,7 @@ class DynamicBatcher:
         n = min(queue.n_waiting, self.max_batch)
         if self.max_batch_items is None:
             return n, n == self.max_batch
-        cum = np.cumsum(queue.items[:n])
-        k = int(np.searchsorted(cum, self.max_batch_items, side="right"))
-        k = max(k, 1)  # an oversized single request still goes alone
+        k = queue.fit_items(self.max_batch_items, n)  # >= 1: an oversized request goes alone
         if k < n:
             return k, True
         return k, k == self.max_batch
@@ -80,7 +76,8 @@ class DynamicBatcher:
         k, capped = self._fit(queue)
         if capped:
             return BatchDecision(take=k)
-        deadline = float(queue.arrival_s[0]) + self.max_wait_s + self.slack_s
+        assert queue.oldest_s is not None
+        deadline = queue.oldest_s + self.max_wait_s + self.slack_s
         if self.max_wait_s <= 0 or now_s >= deadline:
             if self.preferred:
                 fitting = [p for p in self.preferred if p <= k]

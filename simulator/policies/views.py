@@ -41,17 +41,59 @@ class NodesView:
         return int(self.queue_len.shape[0])
 
 
-@dataclass(frozen=True, slots=True)
 class QueueView:
     """What a batcher sees of one queue at time ``now_s``.
 
-    ``arrival_s`` and ``items`` hold the oldest waiting requests in service order (at most
-    ``max_batch`` of them, more never matter); ``n_waiting`` counts all waiting requests.
+    ``n_waiting`` counts the waiting requests and ``oldest_s`` is the arrival time of the first
+    in service order (s). ``arrival_s`` and ``items`` hold the first ``min(n_waiting, limit)``
+    waiting requests (read-only arrays, built only when a policy asks for them).
+    ``fit_items(cap, k_max)`` answers "how many of the first requests fit in ``cap`` items"
+    without building arrays when the queue is contiguous.
     """
 
-    n_waiting: int
-    arrival_s: np.ndarray
-    items: np.ndarray
+    __slots__ = ("_arrival", "_fit", "_items", "_load", "limit", "n_waiting", "oldest_s")
+
+    def __init__(self, n_waiting: int, arrival_s: np.ndarray | None = None,
+                 items: np.ndarray | None = None, *, oldest_s: float | None = None,
+                 limit: int | None = None, load: object = None, fit: object = None) -> None:
+        self.n_waiting = int(n_waiting)
+        self._arrival = arrival_s
+        self._items = items
+        self._load = load  # engine callback: () -> (arrival_s, items)
+        self._fit = fit  # engine callback: (cap, k_max) -> k
+        self.limit = limit if limit is not None else self.n_waiting
+        if oldest_s is None:
+            oldest_s = float(arrival_s[0]) if arrival_s is not None and len(arrival_s) else None
+        self.oldest_s = oldest_s
+
+    def _materialize(self) -> None:
+        if self._arrival is None:
+            if self._load is None:
+                raise ValueError("QueueView has no arrays")
+            a, it = self._load()  # type: ignore[operator]
+            self._arrival, self._items = readonly(a), readonly(it)
+
+    @property
+    def arrival_s(self) -> np.ndarray:
+        """Arrival times of the first waiting requests, s."""
+        self._materialize()
+        assert self._arrival is not None
+        return self._arrival
+
+    @property
+    def items(self) -> np.ndarray:
+        """Items (candidates to rank) of the first waiting requests."""
+        self._materialize()
+        assert self._items is not None
+        return self._items
+
+    def fit_items(self, cap: int, k_max: int) -> int:
+        """Largest k <= k_max whose first k requests hold <= cap items (at least 1)."""
+        if self._fit is not None:
+            return int(self._fit(cap, k_max))  # type: ignore[operator]
+        k_max = min(k_max, self.n_waiting)
+        cum = np.cumsum(self.items[:k_max])
+        return max(int(np.searchsorted(cum, cap, side="right")), 1)
 
 
 @dataclass(frozen=True, slots=True)

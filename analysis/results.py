@@ -1,0 +1,257 @@
+"""Loading PeakSim results directories (a run, a compare or a sweep) into pandas.
+
+The kind of a directory is told by the files in it:
+
+- run: ``summary.json`` (+ ``timeseries.parquet``, optional ``records.parquet``,
+  ``scenario.json``, ``timeseries_pools.parquet``, ``events.parquet``);
+- compare: ``compare.json`` (or a lone ``runs.parquet``) (one row per run: variant, replication,
+  seed and flattened summary fields with dotted names); run directories below it, if any, are
+  found and matched to variants by a path component named like the variant;
+- sweep: ``sweep.parquet`` (grid parameters by dotted scenario key, replication, seed, summary
+  fields) and/or ``plan.json`` (``{"best": {...}, "points": [...]}``; a plan directory's
+  ``runs.parquet`` is read as its per-run table).
+
+Nothing here imports the simulation engine; optional files that are absent load as ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Sections of a scenario: a dotted column starting with one is a sweep parameter.
+SCENARIO_SECTIONS = frozenset({"simulation", "workload", "service", "cluster", "policy",
+                               "sla", "cost"})
+#: Keys of a plan point that are not parameters.
+PLAN_POINT_KEYS = frozenset({"mean", "ci95", "feasible", "n", "decision"})
+#: Cost components of ``summary.json``'s ``cost_usd``, in stacking order.
+COST_COMPONENTS = ("compute", "energy", "storage", "human", "sla_penalty")
+
+
+class ResultsError(ValueError):
+    """A results directory is missing, or holds none of the files PeakSim writes."""
+
+
+@dataclass
+class RunResults:
+    """One run: its summary (dict), time series and optional records, pool series and events.
+
+    ``scenario`` is ``scenario.json``'s content (``{"source", "overrides", "scenario"}``) or
+    None. Times are in seconds since the run's start, latencies in ms.
+    """
+
+    path: Path
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    records: pd.DataFrame | None = None
+    scenario: dict[str, Any] | None = None
+    pool_series: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
+    kind: str = field(default="run", init=False)
+
+    @property
+    def scenario_dict(self) -> dict[str, Any]:
+        """The scenario as run (empty when ``scenario.json`` is absent)."""
+        return dict((self.scenario or {}).get("scenario") or {})
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(self.summary["seed"])] if self.summary.get("seed") is not None else []
+
+
+@dataclass
+class CompareResults:
+    """A policy comparison: ``runs`` has one row per (variant, replication).
+
+    ``members`` lists (variant or None, run directory) for run directories found below it.
+    """
+
+    path: Path
+    compare: dict[str, Any]
+    runs: pd.DataFrame
+    members: list[tuple[str | None, Path]] = field(default_factory=list)
+    kind: str = field(default="compare", init=False)
+
+    @property
+    def variants(self) -> list[str]:
+        """Variant names in order of first appearance."""
+        if "variant" not in self.runs.columns:
+            return []
+        return [str(v) for v in pd.unique(self.runs["variant"].astype(str))]
+
+    @property
+    def seeds(self) -> list[int]:
+        return _seeds(self.runs)
+
+    def member_runs(self) -> Iterator[tuple[str | None, RunResults]]:
+        """Load each run directory below the comparison (lazily, one at a time)."""
+        for variant, p in self.members:
+            yield variant, load_run(p)
+
+
+@dataclass
+class SweepResults:
+    """A sweep (``sweep``: one row per run) and/or a plan (``plan``: best and points tried).
+
+    ``params`` are the grid parameters' dotted scenario keys.
+    """
+
+    path: Path
+    sweep: pd.DataFrame | None
+    plan: dict[str, Any] | None
+    params: list[str]
+    kind: str = field(default="sweep", init=False)
+
+    @property
+    def seeds(self) -> list[int]:
+        return _seeds(self.sweep) if self.sweep is not None else []
+
+
+Results = RunResults | CompareResults | SweepResults
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_parquet(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def _seeds(df: pd.DataFrame) -> list[int]:
+    if "seed" not in df.columns:
+        return []
+    return sorted({int(s) for s in df["seed"].dropna()})
+
+
+def detect_kind(path: str | Path) -> str:
+    """``"run"``, ``"compare"`` or ``"sweep"``, from the files in the directory."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ResultsError(f"{p}: no such results directory")
+    if (p / "summary.json").is_file():
+        return "run"
+    if (p / "compare.json").is_file():
+        return "compare"
+    if (p / "sweep.parquet").is_file() or (p / "plan.json").is_file():
+        return "sweep"  # a plan directory holds plan.json + runs.parquet
+    if (p / "runs.parquet").is_file():
+        return "compare"
+    raise ResultsError(
+        f"{p}: not a PeakSim results directory (expected summary.json for a run, compare.json "
+        "or runs.parquet for a comparison, sweep.parquet or plan.json for a sweep)"
+    )
+
+
+def load_run(path: str | Path) -> RunResults:
+    """Read a run directory written by ``peaksim run --out DIR``."""
+    p = Path(path)
+    if not (p / "summary.json").is_file():
+        raise ResultsError(f"{p}: no summary.json (not a run directory)")
+    ts = _read_parquet(p / "timeseries.parquet")
+    return RunResults(
+        path=p,
+        summary=_read_json(p / "summary.json"),
+        timeseries=ts if ts is not None else pd.DataFrame(),
+        records=_read_parquet(p / "records.parquet"),
+        scenario=_read_json(p / "scenario.json") if (p / "scenario.json").is_file() else None,
+        pool_series=_read_parquet(p / "timeseries_pools.parquet"),
+        events=_read_parquet(p / "events.parquet"),
+    )
+
+
+def _members(root: Path, variants: list[str]) -> list[tuple[str | None, Path]]:
+    found: list[tuple[str | None, Path]] = []
+    for summ in sorted(root.rglob("summary.json")):
+        d = summ.parent
+        if d == root:
+            continue
+        parts = d.relative_to(root).parts
+        match = next((v for v in variants if v in parts), None)
+        found.append((match, d))
+    return found
+
+
+def load_compare(path: str | Path) -> CompareResults:
+    """Read a comparison directory (``compare.json``, ``runs.parquet``, run directories)."""
+    p = Path(path)
+    comp = _read_json(p / "compare.json") if (p / "compare.json").is_file() else {}
+    runs = _read_parquet(p / "runs.parquet")
+    if runs is None:
+        raw = comp.get("runs")
+        if not isinstance(raw, list):
+            raise ResultsError(f"{p}: no runs.parquet and no 'runs' list in compare.json")
+        runs = pd.DataFrame([flatten(r) for r in raw])
+    res = CompareResults(p, comp, runs)
+    res.members = _members(p, res.variants)
+    return res
+
+
+def sweep_params(columns: list[str], plan: Mapping[str, Any] | None = None,
+                 table: pd.DataFrame | None = None) -> list[str]:
+    """The grid parameters among a sweep table's ``columns`` (dotted scenario keys).
+
+    A column is a parameter when it names a key of the plan's ``best`` / ``points``, or when it
+    is a dotted key into a scenario section (``cluster.``, ``policy.``, ``workload.``, ...) and
+    not a summary field; ``sla.slo_ms`` (also a summary field) only when it varies in ``table``.
+    """
+    from_plan: list[str] = []
+    if plan:
+        keys = list((plan.get("best") or {}).keys())
+        for pt in plan.get("points") or []:
+            keys += [k for k in pt if k not in PLAN_POINT_KEYS]
+        from_plan = list(dict.fromkeys(keys))
+    guess = [c for c in columns if "." in c and c.split(".", 1)[0] in SCENARIO_SECTIONS
+             and c not in ("sla.slo_ms", "sla.violations", "sla.violation_rate")]
+    if (table is not None and "sla.slo_ms" in table.columns
+            and table["sla.slo_ms"].nunique() > 1):
+        guess.append("sla.slo_ms")
+    return list(dict.fromkeys([*from_plan, *guess]))
+
+
+def load_sweep(path: str | Path) -> SweepResults:
+    """Read a sweep directory (``sweep.parquet``) and/or a plan directory (``plan.json``)."""
+    p = Path(path)
+    sweep = _read_parquet(p / "sweep.parquet")
+    plan = _read_json(p / "plan.json") if (p / "plan.json").is_file() else None
+    if sweep is None and plan is not None:
+        sweep = _read_parquet(p / "runs.parquet")  # the plan's runs, same shape
+    if sweep is None and plan is None:
+        raise ResultsError(f"{p}: neither sweep.parquet nor plan.json")
+    cols = list(sweep.columns) if sweep is not None else []
+    return SweepResults(p, sweep, plan, sweep_params(cols, plan, sweep))
+
+
+def load_results(path: str | Path) -> Results:
+    """Load any results directory; its kind is detected from the files present."""
+    kind = detect_kind(path)
+    loader = {"run": load_run, "compare": load_compare, "sweep": load_sweep}[kind]
+    return loader(path)  # type: ignore[operator]
+
+
+def plan_points(plan: Mapping[str, Any]) -> pd.DataFrame:
+    """``plan.json``'s points as a table: parameters, ``feasible`` and ``mean.*``/``ci95.*``."""
+    return pd.DataFrame([flatten(pt) for pt in plan.get("points") or []])

@@ -1,0 +1,292 @@
+"""Where experiment runs execute (in-process, a local process pool, a Dask cluster), and the
+one-run task they execute.
+
+Every executor maps a picklable top-level function over a list of tasks and yields
+``(index, result)`` pairs as they finish; callers order results by index, so nothing depends on
+which worker ran what or when. Seeds travel inside the tasks, never from the executor.
+
+- ``SerialExecutor``: in this process (tests, debugging, ``--workers 1``).
+- ``PoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` with the *spawn* start method
+  (safe with threads, same behaviour on Linux, macOS and Windows); the default.
+- ``DaskExecutor``: ``dask.distributed``: ``"local"`` starts a ``LocalCluster`` of single-threaded
+  worker processes; ``"tcp://host:8786"`` connects to a running scheduler. Workers need PeakSim
+  installed and any profile/trace files the scenario references at the same paths.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+Override = tuple[str, Any]
+WAIT_EXCEEDS = re.compile(r"wait_exceeds:([0-9.eE+-]+)")
+
+
+class Executor(Protocol):
+    """Runs tasks; ``workers`` is how many run at once."""
+
+    workers: int
+    name: str
+
+    def imap_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]
+                       ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(i, fn(tasks[i]))`` for every task, in completion order."""
+        ...
+
+    def close(self) -> None:
+        """Release workers (idempotent)."""
+        ...
+
+
+class SerialExecutor:
+    """Runs every task in the calling process, in order."""
+
+    name = "serial"
+
+    def __init__(self) -> None:
+        self.workers = 1
+
+    def imap_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]
+                       ) -> Iterator[tuple[int, Any]]:
+        for i, t in enumerate(tasks):
+            yield i, fn(t)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PoolExecutor:
+    """A pool of ``workers`` spawned processes (started once, reused across calls)."""
+
+    name = "process-pool"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers,
+                                         mp_context=multiprocessing.get_context("spawn"))
+
+    def warm_up(self) -> None:
+        """Start every worker process now (spawn plus imports take about a second each)."""
+        list(self._pool.map(_noop, range(self.workers)))
+
+    def imap_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]
+                       ) -> Iterator[tuple[int, Any]]:
+        futures: dict[Future[Any], int] = {self._pool.submit(fn, t): i
+                                           for i, t in enumerate(tasks)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield futures[f], f.result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DaskExecutor:
+    """A ``dask.distributed`` client: ``address='local'`` starts a LocalCluster of ``workers``
+    single-threaded processes; otherwise ``address`` is a scheduler such as ``tcp://host:8786``."""
+
+    name = "dask"
+
+    def __init__(self, address: str = "local", workers: int | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        self._cluster: Any = None
+        if address == "local":
+            n = max(1, workers or os.cpu_count() or 1)
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=40)
+            self.client = Client(self._cluster)
+            self.name = "dask-local"
+        else:
+            self.client = Client(address)
+            self.name = f"dask {address}"
+        self.client.wait_for_workers(1)
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+
+    def warm_up(self) -> None:
+        """Nothing to do: LocalCluster workers are running when the constructor returns."""
+
+    def imap_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]
+                       ) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+
+        futures = self.client.map(fn, list(tasks), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for f in as_completed(futures):
+                yield index[f.key], f.result()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_executor(workers: int | None = None, dask: str | None = None) -> Executor:
+    """The executor the CLI options ask for: ``dask`` ('local' or an address) wins; else a
+    process pool of ``workers`` (default: all cores); ``workers=1`` runs in-process."""
+    if dask:
+        return DaskExecutor(dask, workers)
+    if workers == 1:
+        return SerialExecutor()
+    return PoolExecutor(workers)
+
+
+# ----------------------------------------------------------------------------- one run
+@dataclass(frozen=True)
+class RunTask:
+    """Everything a worker needs for one run; small and picklable."""
+
+    raw: dict[str, Any]
+    source: str
+    base_dir: str
+    overrides: tuple[Override, ...]
+    seed: int
+    labels: dict[str, Any]
+    extra_metrics: tuple[str, ...] = ()
+    series_column: str | None = None  # return this time-series column (warm-up detection)
+
+
+def run_task(task: RunTask) -> dict[str, Any]:
+    """Run one replication; return labels, seed, the flattened summary and extra metrics."""
+    from simulator.api import run
+    from simulator.scenario import scenario_from_dict
+
+    sc = scenario_from_dict(task.raw, task.source, list(task.overrides), Path(task.base_dir))
+    need_records = any(WAIT_EXCEEDS.fullmatch(m) for m in task.extra_metrics)
+    res = run(sc, seed=task.seed, records="all" if need_records else "none")
+    row: dict[str, Any] = {**task.labels, "seed": task.seed}
+    row.update(flatten(res.summary))
+    row["node_hours"] = res.summary["nodes"]["node_seconds"] / 3600.0
+    for m in task.extra_metrics:
+        match = WAIT_EXCEEDS.fullmatch(m)
+        if match and res.records is not None:
+            row[m] = wait_exceeds(res.records, res.summary["warmup_s"], float(match.group(1)))
+    if task.series_column:
+        row["_t_s"] = res.timeseries["t_s"].to_numpy().tolist()
+        row["_series"] = res.timeseries[task.series_column].to_numpy().tolist()
+    return row
+
+
+def wait_exceeds(records: pd.DataFrame, warmup_s: float, t_ms: float) -> float:
+    """Fraction of requests arriving after warm-up whose queue wait exceeded ``t_ms``
+    (dropped and timed-out requests count as exceeding; requests still in flight are left out)."""
+    sel = records[(records["arrival_s"] >= warmup_s) & (records["outcome"] != "in_flight")]
+    if sel.empty:
+        return math.nan
+    w = sel["queue_wait_ms"].to_numpy(dtype=float)
+    return float(np.mean(~(w <= t_ms)))
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Runner:
+    """Runs batches of tasks on an executor (its own unless given) with a rich progress bar."""
+
+    def __init__(self, executor: Executor | None = None, workers: int | None = None,
+                 dask: str | None = None, progress: bool = False) -> None:
+        self._own = executor is None
+        self.executor = executor or make_executor(workers, dask)
+        self.progress = progress
+
+    def run(self, tasks: Sequence[RunTask], desc: str = "runs",
+            on_result: Callable[[int, dict[str, Any]], None] | None = None
+            ) -> list[dict[str, Any]]:
+        """Results in task order (whatever order they finished in)."""
+        out: list[dict[str, Any]] = [{} for _ in tasks]
+        if not tasks:
+            return out
+        bar, task_id = _progress_bar(self.progress, desc, len(tasks))
+        try:
+            for i, res in self.executor.imap_unordered(run_task, tasks):
+                out[i] = res
+                if on_result:
+                    on_result(i, res)
+                if bar is not None:
+                    bar.advance(task_id)
+        finally:
+            if bar is not None:
+                bar.stop()
+        return out
+
+    def close(self) -> None:
+        if self._own:
+            self.executor.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _progress_bar(enabled: bool, desc: str, total: int) -> tuple[Any, Any]:
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   console=Console(stderr=True))
+    bar.start()
+    return bar, bar.add_task(desc, total=total)
+
+
+def _noop(x: int) -> int:
+    return x

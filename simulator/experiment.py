@@ -1,0 +1,566 @@
+"""Replicated experiments: compare variants, sweep grids, plan the cheapest feasible capacity.
+
+Independence and common random numbers by construction: replication r of an experiment with
+seed S runs with ``replication_seed(S, r)`` (numpy ``SeedSequence(S).spawn`` child r), and every
+variant or grid point uses that same seed in replication r, so they see identical arrivals and
+service noise. Seeds never depend on the executor, worker count or completion order, and the
+number of replications follows a schedule that does not either: results are identical whichever
+executor runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import tomllib
+import warnings as _warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from simulator.executors import Executor, Override, Runner, RunTask
+from simulator.output import write_json, write_parquet
+from simulator.scenario import (
+    Scenario,
+    ScenarioError,
+    parse_overrides,
+    parse_value,
+    scenario_from_dict,
+)
+
+#: short metric names (CLI, constraints) -> columns of the per-run table
+ALIASES: dict[str, str] = {
+    "cost": "cost_usd.total", "violation_rate": "sla.violation_rate",
+    "p99_ms": "latency_ms.p99", "p95_ms": "latency_ms.p95", "p50_ms": "latency_ms.p50",
+    "mean_ms": "latency_ms.mean", "utilization": "utilization", "node_hours": "node_hours",
+    "wait_mean_ms": "queue_wait_ms.mean", "wait_p99_ms": "queue_wait_ms.p99",
+}
+#: (label, column, unit) of the figures ``compare`` reports; lower is better for all four
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("cost", "cost_usd.total", "USD"), ("violation_rate", "sla.violation_rate", ""),
+    ("p99_ms", "latency_ms.p99", "ms"), ("node_hours", "node_hours", "h"),
+)
+
+
+def metric_column(name: str) -> str:
+    """Column of the per-run table for a metric name (alias, ``wait_exceeds:T_MS`` or dotted)."""
+    return ALIASES.get(name, name)
+
+
+def replication_seed(experiment_seed: int, r: int) -> int:
+    """Seed of replication ``r``: child r of ``SeedSequence(experiment_seed)`` as a 63-bit int."""
+    child = np.random.SeedSequence(experiment_seed).spawn(r + 1)[r]
+    lo, hi = (int(v) for v in child.generate_state(2, np.uint32))
+    return ((hi << 32) | lo) & ((1 << 63) - 1)
+
+
+# ----------------------------------------------------------------------------- base scenario
+@dataclass
+class Base:
+    """A scenario as a raw dict plus where it came from (tasks rebuild it in the worker)."""
+
+    raw: dict[str, Any]
+    source: str = "<dict>"
+    base_dir: str = "."
+    tables: dict[str, Any] = field(default_factory=dict)  # experiment tables of the file
+
+    @property
+    def seed(self) -> int:
+        """The scenario's own ``simulation.seed`` (the default experiment seed)."""
+        return int(self.raw.get("simulation", {}).get("seed", 0))
+
+    def validate(self, overrides: Sequence[Override] = ()) -> Scenario:
+        """The validated scenario with ``overrides`` (raises ScenarioError naming the field)."""
+        return scenario_from_dict(self.raw, self.source, list(overrides), Path(self.base_dir))
+
+
+def load_base(scenario: Scenario | Mapping[str, Any] | str | Path) -> Base:
+    """Read a scenario (TOML path, raw dict or Scenario). Experiment tables (``[compare]``,
+    ``[sweep]``, ``[plan]``) are taken out of a file before the scenario is validated."""
+    if isinstance(scenario, Scenario):
+        return Base(scenario.model_dump(mode="json"), scenario.source, str(scenario._base_dir))
+    if isinstance(scenario, Mapping):
+        raw, source, base_dir = dict(scenario), "<dict>", "."
+    else:
+        p = Path(scenario)
+        if not p.is_file():
+            raise ScenarioError(f"{p}: scenario file not found")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
+        source, base_dir = str(p), str(p.parent)
+    tables = {k: raw.pop(k) for k in ("compare", "sweep", "plan") if k in raw}
+    base = Base(raw, source, base_dir, tables)
+    base.validate()
+    return base
+
+
+def as_overrides(spec: Sequence[str] | Mapping[str, Any] | Sequence[Override]) -> list[Override]:
+    """``["k=v", ...]``, ``{"k": v}`` or ``[("k", v)]`` -> ``[("k", v), ...]``."""
+    if isinstance(spec, Mapping):
+        return list(spec.items())
+    return [parse_overrides([s])[0] if isinstance(s, str) else (s[0], s[1]) for s in spec]
+
+
+# ----------------------------------------------------------------------------- warm-up
+def resolve_warmup(runner: Runner, base: Base, variants: Sequence[Sequence[Override]],
+                   warmup: float | str | None, seed: int) -> tuple[list[Override], dict[str, Any]]:
+    """The warm-up override every run gets, and a description of how it was chosen.
+
+    ``None``: the scenario's ``warmup_s``; a number: that many seconds; ``"mser5"`` or
+    ``"mser5:COLUMN"``: MSER-5 on a pilot run (replication 0's seed) of every variant, on the
+    time-series column (default ``in_system``), taking the latest truncation point so that
+    all variants share one measurement window (needed for paired comparisons).
+    """
+    if warmup is None:
+        return [], {"method": "fixed (scenario)", "warmup_s": base.validate().simulation.warmup_s}
+    if not isinstance(warmup, str) or not warmup.startswith("mser"):
+        w = float(warmup)
+        return [("simulation.warmup_s", w)], {"method": "fixed", "warmup_s": w}
+    column = warmup.split(":", 1)[1] if ":" in warmup else "in_system"
+    tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(v), replication_seed(seed, 0),
+                     {}, series_column=column) for v in variants]
+    cut, warnings = 0.0, []
+    for res in runner.run(tasks, "warm-up pilots"):
+        y = np.asarray(res["_series"], dtype=float)
+        d = stats.mser5(y)
+        if d >= (y.size // 5) // 2 * 5 and y.size:
+            warnings.append("MSER-5 truncation at half the pilot run: the run may be too short "
+                            "to reach steady state")
+        cut = max(cut, float(res["_t_s"][d]) if d < y.size else float(res["_t_s"][-1]))
+    info = {"method": f"MSER-5 on time-series column '{column}' of a pilot run per variant "
+            "(latest truncation point)", "warmup_s": cut, "warnings": warnings}
+    return [("simulation.warmup_s", cut)], info
+
+
+def run_warnings(runs: pd.DataFrame, min_requests_per_node: float) -> list[str]:
+    """Warnings about runs too short or unstable for steady-state statistics."""
+    out = []
+    per_node = runs["requests.arrived"] / runs["nodes.mean"].clip(lower=1e-9)
+    if len(runs) and float(per_node.min()) < min_requests_per_node:
+        out.append(f"runs too short for the asked precision: as few as {per_node.min():.0f} "
+                   f"requests per node after warm-up (< {min_requests_per_node:g}); lengthen "
+                   "simulation.duration_s")
+    if "overloaded" in runs and runs["overloaded"].astype(bool).any():
+        n = int(runs["overloaded"].astype(bool).sum())
+        out.append(f"{n} run(s) overloaded: no steady state, means depend on the run length")
+    return out
+
+
+def _parse_variant(text: str) -> tuple[str, list[Override]]:
+    """``NAME:key=value[,key=value]`` (commas inside values are kept when not before a key)."""
+    name, _, rest = text.partition(":")
+    if not name.strip():
+        raise ScenarioError(f"--variant {text}: expected NAME:key=value[,key=value]")
+    parts = [p for p in re.split(r",(?=\s*[A-Za-z_][\w.\-]*\s*=)", rest) if p.strip()]
+    return name.strip(), parse_overrides(parts)
+
+
+def parse_variants(spec: Sequence[str] | Mapping[str, Any] | None, base: Base
+                   ) -> dict[str, list[Override]]:
+    """Variants from CLI strings, a mapping NAME -> overrides, or the file's
+    ``[[compare.variants]]`` (each ``name`` plus ``set`` = table or list of 'k=v')."""
+    if spec is None:
+        spec = {v["name"]: v.get("set", {}) for v in base.tables.get("compare", {})
+                .get("variants", [])}
+        if not spec:
+            raise ScenarioError(f"{base.source}: no variants (give --variant or "
+                                "[[compare.variants]])")
+    if isinstance(spec, Mapping):
+        out = {str(k): as_overrides(v) for k, v in spec.items()}
+    else:
+        out = dict(_parse_variant(s) for s in spec)
+    for name, ov in out.items():
+        try:
+            base.validate(ov)
+        except ScenarioError as exc:
+            raise ScenarioError(f"variant '{name}': {exc}") from None
+    return out
+
+
+def grid_points(grid: Mapping[str, Sequence[Any] | str]) -> list[dict[str, Any]]:
+    """Cartesian product of ``{key: [v1, v2]}`` (or ``{key: "v1,v2"}``) as override dicts."""
+    keys = list(grid)
+    values = [[parse_value(x.strip()) for x in v.split(",")] if isinstance(v, str) else list(v)
+              for v in grid.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def run_id(base: Base, overrides: Sequence[Override], params: Mapping[str, Any], r: int,
+           seed: int) -> str:
+    """Stable file name of one sweep run: hash of scenario, overrides, params, replication, seed."""
+    blob = json.dumps({"scenario": base.raw, "overrides": [list(o) for o in overrides],
+                       "params": params, "replication": r, "seed": seed},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _verdict(label: str, ci: stats.CI) -> str:
+    """Words for a paired difference (variant - baseline; lower is better for every headline)."""
+    if not ci.excludes(0.0):
+        return "no significant difference"
+    if label == "cost":
+        return "cheaper" if ci.hi < 0 else "more expensive"
+    if label == "node_hours":
+        return "fewer node-hours" if ci.hi < 0 else "more node-hours"
+    return "better" if ci.hi < 0 else "worse"
+
+
+# ----------------------------------------------------------------------------- compare
+@dataclass
+class CompareResult:
+    """Per-run table, per-variant CIs, paired differences against the baseline, and warnings."""
+
+    runs: pd.DataFrame
+    table: pd.DataFrame  # variant, metric, unit, mean, lo, hi, half_width, rel_precision, n
+    diffs: pd.DataFrame  # variant, baseline, metric, mean, lo, hi, verdict
+    baseline: str
+    meta: dict[str, Any]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``compare.json``."""
+        return {**self.meta, "baseline": self.baseline,
+                "results": self.table.to_dict(orient="records"),
+                "differences": self.diffs.to_dict(orient="records"), "warnings": self.warnings}
+
+    def write(self, out_dir: Path) -> None:
+        """Atomically write ``compare.json`` and ``runs.parquet`` into ``out_dir``."""
+        write_parquet(Path(out_dir) / "runs.parquet", self.runs)
+        write_json(Path(out_dir) / "compare.json", self.to_dict())
+
+
+def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
+            variants: Sequence[str] | Mapping[str, Any] | None = None, *,
+            baseline: str | None = None, replications: int | None = None,
+            rel_precision: float | None = None, seed: int | None = None,
+            overrides: Sequence[str] = (), warmup: float | str | None = None,
+            level: float = 0.95, min_replications: int = 5, max_replications: int = 100,
+            precision_metrics: Sequence[str] = ("cost", "violation_rate", "p99_ms",
+                                                "node_hours"),
+            min_requests_per_node: float = 200.0, executor: Executor | None = None,
+            workers: int | None = None, dask: str | None = None, progress: bool = False,
+            out_dir: Path | None = None) -> CompareResult:
+    """Run every variant R times with common random numbers and compare them to ``baseline``.
+
+    ``variants``: ``["NAME:key=value,key=value", ...]``, ``{NAME: {key: value}}`` or None for
+    the file's ``[[compare.variants]]``. With ``rel_precision`` (e.g. 0.05) replications grow
+    from ``min_replications`` until every ``precision_metrics`` CI half-width is within that
+    fraction of its mean (at most ``max_replications``); otherwise ``replications`` runs
+    (default: the file's ``compare.replications``, else 10). ``warmup``: see
+    :func:`resolve_warmup`. Results are also written to ``out_dir`` when given.
+    """
+    base = load_base(scenario)
+    ctab = base.tables.get("compare", {})
+    vs = parse_variants(variants, base)
+    baseline = baseline or ctab.get("baseline") or next(iter(vs))
+    if baseline not in vs:
+        raise ScenarioError(f"baseline '{baseline}' is not a variant ({', '.join(vs)})")
+    if replications is None and rel_precision is None:
+        replications, rel_precision = ctab.get("replications"), ctab.get("rel_precision")
+        replications = replications or (None if rel_precision else 10)
+    seed = base.seed if seed is None else seed
+    common = as_overrides(overrides)
+    rows: list[dict[str, Any]] = []
+    warns: list[str] = []
+    with Runner(executor, workers, dask, progress) as runner:
+        wov, winfo = resolve_warmup(runner, base, [common + v for v in vs.values()], warmup, seed)
+
+        def batch(r0: int, r1: int) -> None:
+            tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(common + ov + wov),
+                             replication_seed(seed, r), {"variant": name, "replication": r})
+                     for r in range(r0, r1) for name, ov in vs.items()]
+            rows.extend(runner.run(tasks, f"compare: replications {r0 + 1}-{r1}"))
+
+        n = replications or min_replications
+        batch(0, n)
+        while rel_precision is not None:
+            df = pd.DataFrame(rows)
+            need = max(stats.replications_needed(df.loc[df["variant"] == v, metric_column(m)],
+                                                 rel_precision, level)
+                       for v in vs for m in precision_metrics)
+            if need <= n:
+                break
+            if n >= max_replications:
+                warns.append(f"relative precision {rel_precision:g} not reached after "
+                             f"{n} replications (max_replications)")
+                break
+            new_n = min(max_replications, max(n + 1, min(need, 2 * n)))
+            batch(n, new_n)
+            n = new_n
+        executor_name = runner.executor.name
+    runs = pd.DataFrame(rows)
+    table, diffs = [], []
+    base_runs = runs[runs["variant"] == baseline]
+    for name in vs:
+        mine = runs[runs["variant"] == name]
+        for label, col, unit in HEADLINE:
+            ci = stats.t_ci(mine[col], level)
+            table.append({"variant": name, "metric": label, "unit": unit, **ci.as_dict(),
+                          "rel_precision": ci.rel_precision})
+            if name != baseline:
+                d = stats.paired_ci(mine[col].to_numpy(), base_runs[col].to_numpy(), level)
+                diffs.append({"variant": name, "baseline": baseline, "metric": label,
+                              "unit": unit, **d.as_dict(), "verdict": _verdict(label, d)})
+    warns += winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
+    meta = {"scenario": base.source, "seed": seed, "replications": n, "level": level,
+            "rel_precision_target": rel_precision, "executor": executor_name,
+            "ci_method": stats.T_METHOD, "difference_method": stats.PAIRED_METHOD,
+            "seeds": "replication r uses SeedSequence(seed).spawn child r, same for every "
+                     "variant (common random numbers)",
+            "warmup": winfo, "variants": {k: [f"{a}={b}" for a, b in v] for k, v in vs.items()}}
+    res = CompareResult(runs, pd.DataFrame(table), pd.DataFrame(diffs), baseline, meta, warns)
+    for w in warns:
+        _warnings.warn(w, ExperimentWarning, stacklevel=2)
+    if out_dir is not None:
+        res.write(Path(out_dir))
+    return res
+
+
+class ExperimentWarning(UserWarning):
+    """A statistical caveat: runs too short, precision not reached, overload."""
+
+
+# ----------------------------------------------------------------------------- sweep
+def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
+          grid: Mapping[str, Sequence[Any] | str], replications: int = 1, *,
+          out_dir: Path | None = None, seed: int | None = None, overrides: Sequence[str] = (),
+          extra_metrics: Sequence[str] = (), executor: Executor | None = None,
+          workers: int | None = None, dask: str | None = None,
+          progress: bool = False) -> pd.DataFrame:
+    """Cartesian ``grid`` x ``replications``: one row per run (parameters, ``point``,
+    ``replication``, ``seed``, every summary field).
+
+    With ``out_dir`` every run is written atomically to ``out_dir/runs/<hash>.parquet`` as it
+    finishes (hash of scenario, overrides, parameters, replication and seed); files already
+    there are read instead of re-run, so an interrupted sweep resumes. ``sweep.parquet`` holds
+    all rows at the end. Replication r of every point shares one seed (common random numbers).
+    """
+    base = load_base(scenario)
+    seed = base.seed if seed is None else seed
+    common = as_overrides(overrides)
+    points = grid_points(grid) if grid else [{}]
+    for p in points:
+        base.validate(common + list(p.items()))
+    rows: list[dict[str, Any] | None] = []
+    tasks: list[RunTask] = []
+    slots: list[tuple[int, Path | None]] = []
+    for pi, p in enumerate(points):
+        for r in range(replications):
+            s = replication_seed(seed, r)
+            f = (Path(out_dir) / "runs" / f"{run_id(base, common, p, r, s)}.parquet"
+                 if out_dir is not None else None)
+            if f is not None and f.exists():
+                rows.append(pd.read_parquet(f).iloc[0].to_dict())
+                continue
+            rows.append(None)
+            slots.append((len(rows) - 1, f))
+            tasks.append(RunTask(base.raw, base.source, base.base_dir,
+                                 tuple(common + list(p.items())), s,
+                                 {**p, "point": pi, "replication": r}, tuple(extra_metrics)))
+
+    def save(i: int, res: dict[str, Any]) -> None:
+        slot, f = slots[i]
+        rows[slot] = res
+        if f is not None:
+            write_parquet(f, pd.DataFrame([res]))
+
+    with Runner(executor, workers, dask, progress) as runner:
+        runner.run(tasks, f"sweep ({len(rows) - len(tasks)} done before)", on_result=save)
+    df = pd.DataFrame([r for r in rows if r is not None])
+    if out_dir is not None:
+        write_parquet(Path(out_dir) / "sweep.parquet", df)
+    return df
+
+
+# ----------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class Vary:
+    """A knob to plan over: an integer range (bisected; ``hi`` None = search upwards) or an
+    explicit list of values (enumerated)."""
+
+    key: str
+    lo: int = 1
+    hi: int | None = None
+    values: tuple[Any, ...] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Vary:
+        """``key``, ``key:lo..hi``, ``key:lo..`` or ``key=v1,v2,...``."""
+        if "=" in text:
+            key, vals = text.split("=", 1)
+            return cls(key.strip(), values=tuple(parse_value(v.strip())
+                                                 for v in vals.split(",")))
+        key, _, rng = text.partition(":")
+        if not rng:
+            return cls(key.strip())
+        m = re.fullmatch(r"\s*(\d*)\s*\.\.\s*(\d*)\s*", rng)
+        if not m:
+            raise ScenarioError(f"--vary {text}: expected KEY, KEY:LO..HI or KEY=V1,V2")
+        return cls(key.strip(), int(m.group(1) or 1), int(m.group(2)) if m.group(2) else None)
+
+
+def smallest_feasible(feasible: Callable[[int], bool], lo: int, hi: int | None,
+                      start: int | None = None, cap: int = 4096) -> int | None:
+    """Smallest integer x in [lo, hi] with ``feasible(x)``, assuming feasibility is monotone
+    (once feasible, feasible for every larger x). Bisection; with ``hi`` None it first doubles
+    from ``start`` until feasible (up to ``cap``). None when nothing in range is feasible."""
+    below = lo - 1
+    if hi is None:
+        x = max(lo, start or lo)
+        while not feasible(x):
+            if x >= cap:
+                return None
+            below, x = x, min(cap, 2 * x)
+        hi = x
+    elif not feasible(hi):
+        return None
+    while hi - below > 1:
+        mid = (below + hi) // 2
+        if feasible(mid):
+            hi = mid
+        else:
+            below = mid
+    return hi
+
+
+def _current(raw: Any, key: str) -> Any:
+    """The value at a dotted key of a scenario dict (list items by name or index), or None."""
+    for part in key.split("."):
+        if isinstance(raw, list):
+            named = [it for it in raw if isinstance(it, dict) and it.get("name") == part]
+            raw = named[0] if named else (raw[int(part)] if part.isdigit()
+                                          and int(part) < len(raw) else None)
+        else:
+            raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
+@dataclass
+class PlanResult:
+    """The cheapest feasible point (``best``, None if none) and every point tried."""
+
+    best: dict[str, Any] | None
+    points: list[dict[str, Any]]
+    runs: pd.DataFrame
+    meta: dict[str, Any]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``plan.json``."""
+        return {"best": self.best, "points": self.points, **self.meta, "warnings": self.warnings}
+
+    def write(self, out_dir: Path) -> None:
+        """Atomically write ``plan.json`` and ``runs.parquet`` into ``out_dir``."""
+        write_parquet(Path(out_dir) / "runs.parquet", self.runs)
+        write_json(Path(out_dir) / "plan.json", self.to_dict())
+
+
+def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str | Vary],
+         constraints: Sequence[str | stats.Constraint], *, objective: str = "cost",
+         seed: int | None = None, overrides: Sequence[str] = (),
+         warmup: float | str | None = None, level: float = 0.95, min_replications: int = 4,
+         step: int = 4, max_replications: int = 40, cap: int = 4096,
+         min_requests_per_node: float = 200.0, executor: Executor | None = None,
+         workers: int | None = None, dask: str | None = None, progress: bool = False,
+         out_dir: Path | None = None) -> PlanResult:
+    """The point minimising the mean ``objective`` among points whose every constraint holds
+    with confidence ``level`` (the whole CI on the right side of the threshold).
+
+    The first integer-range knob is bisected (feasibility assumed monotone in it, e.g. node
+    counts, and the objective non-decreasing, so the smallest feasible value is the cheapest);
+    other knobs are enumerated. Each point runs ``min_replications``, then ``step`` more at a
+    time until every constraint's CI is clear of its threshold, one is clearly violated, or
+    ``max_replications`` is reached (then the point counts as infeasible: not proven). The
+    schedule does not depend on the executor, so neither does the answer.
+    """
+    base = load_base(scenario)
+    seed = base.seed if seed is None else seed
+    knobs = [v if isinstance(v, Vary) else Vary.parse(v) for v in vary]
+    cons = [c if isinstance(c, stats.Constraint) else stats.Constraint.parse(c)
+            for c in constraints]
+    metrics = list(dict.fromkeys([c.metric for c in cons] + [objective]))
+    extra = tuple(m for m in metrics if m.startswith("wait_exceeds:"))
+    common = as_overrides(overrides)
+    evaluated: dict[str, dict[str, Any]] = {}
+    all_rows: list[dict[str, Any]] = []
+    with Runner(executor, workers, dask, progress) as runner:
+        wov, winfo = resolve_warmup(runner, base, [common], warmup, seed)
+
+        def evaluate(point: dict[str, Any]) -> bool:
+            key = json.dumps(point, sort_keys=True, default=str)
+            if key in evaluated:
+                return bool(evaluated[key]["feasible"])
+            ov = common + list(point.items()) + wov
+            base.validate(ov)
+            rows: list[dict[str, Any]] = []
+            n, decision = 0, "undecided"
+            while decision == "undecided" and n < max_replications:
+                new_n = min(max_replications, min_replications if n == 0 else n + step)
+                label = ", ".join(f"{k}={v}" for k, v in point.items())
+                rows += runner.run([RunTask(base.raw, base.source, base.base_dir, tuple(ov),
+                                            replication_seed(seed, r), {**point, "replication": r},
+                                            extra) for r in range(n, new_n)],
+                                   f"plan {label}: runs {n + 1}-{new_n}")
+                n = new_n
+                df = pd.DataFrame(rows)
+                cis = {m: stats.t_ci(df[metric_column(m)], level) for m in metrics}
+                decision = stats.sequential_decision([cis[c.metric] for c in cons], cons)
+            all_rows.extend(rows)
+            evaluated[key] = {**point, "mean": {m: ci.mean for m, ci in cis.items()},
+                              "ci95": {m: [ci.lo, ci.hi] for m, ci in cis.items()},
+                              "n": n, "decision": decision, "feasible": decision == "met"}
+            return decision == "met"
+
+        bisect = next((k for k in knobs if k.values is None), None)
+        others = [k for k in knobs if k is not bisect]
+        if any(k.values is None and k.hi is None for k in others):
+            raise ScenarioError("only one --vary range may be open-ended (KEY:LO..HI for others)")
+        choices = [k.values if k.values is not None else range(k.lo, (k.hi or k.lo) + 1)
+                   for k in others]
+        start = _current(base.validate().model_dump(), bisect.key) if bisect else None
+        for combo in itertools.product(*choices):
+            fixed = dict(zip([k.key for k in others], combo, strict=True))
+            if bisect is None:
+                evaluate(fixed)
+                continue
+            smallest_feasible(lambda x, fixed=fixed: evaluate(_ordered(knobs, {**fixed,
+                                                                              bisect.key: x})),
+                              bisect.lo, bisect.hi, start if isinstance(start, int) else None,
+                              cap)
+        executor_name = runner.executor.name
+    points = list(evaluated.values())
+    feasible = [p for p in points if p["feasible"]]
+    best_point = min(feasible, key=lambda p: p["mean"][objective]) if feasible else None
+    best = {k.key: best_point[k.key] for k in knobs} if best_point else None
+    runs = pd.DataFrame(all_rows)
+    warns = winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
+    warns += [f"point {json.dumps({k.key: p[k.key] for k in knobs})} undecided after "
+              f"{p['n']} replications: counted infeasible" for p in points
+              if p["decision"] == "undecided"]
+    if best is None:
+        warns.append("no point meets every constraint with confidence")
+    meta = {"objective": objective, "constraints": [str(c) for c in cons], "level": level,
+            "scenario": base.source, "seed": seed, "executor": executor_name,
+            "ci_method": stats.T_METHOD, "warmup": winfo,
+            "method": "bisection on the first integer knob (monotone feasibility), other knobs "
+                      f"enumerated; sequential replications {min_replications}+{step}k up to "
+                      f"{max_replications}, stopping when every CI is clear of its threshold"}
+    res = PlanResult(best, points, runs, meta, warns)
+    for w in warns:
+        _warnings.warn(w, ExperimentWarning, stacklevel=2)
+    if out_dir is not None:
+        res.write(Path(out_dir))
+    return res
+
+
+def _ordered(knobs: Sequence[Vary], point: dict[str, Any]) -> dict[str, Any]:
+    return {k.key: point[k.key] for k in knobs}
