@@ -67,6 +67,8 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(sc, seed=seed, records_path=out_dir / "records.parquet")
     write_parquet(out_dir / "timeseries.parquet", res.timeseries)
+    for key, frame in res.extras.items():
+        write_parquet(out_dir / f"{key}.parquet", frame)
     write_json(out_dir / "scenario.json", {"source": str(scenario), "overrides": list(sets),
                                            "scenario": sc.model_dump(mode="json")})
     write_json(out_dir / "summary.json", res.summary)

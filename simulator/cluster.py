@@ -1,8 +1,12 @@
-"""Cluster state: pools of nodes, kept in arrays indexed by node number.
+"""Cluster state: pools of nodes, kept in arrays indexed by node slot.
 
 The engine mutates these arrays; routers see them read-only through a :class:`NodesView`.
-Busy time is accumulated per pool so that ``busy_seconds(now)`` is exact at any event time
-without scanning nodes.
+Each pool owns a fixed range of slots (its ``max_nodes``); a slot is reused after its node is
+terminated. Time integrals (busy, ready and billed node-seconds) are kept per pool so that any
+of them is exact at any event time without scanning nodes.
+
+Node lifecycle: requested -> PROVISIONING -> LOADING -> READY -> DRAINING -> TERMINATED,
+with FAILED (repairing, then LOADING again) for failures.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from simulator.policies.views import NodesView, readonly
 from simulator.scenario import PoolCfg
 from simulator.service import AnalyticService, ProfileService
 
+TERMINATED, PROVISIONING, LOADING, READY, DRAINING, FAILED = range(6)
+STATE_NAMES = ("terminated", "provisioning", "loading", "ready", "draining", "failed")
+
 
 @dataclass
 class Pool:
@@ -23,13 +30,29 @@ class Pool:
     index: int
     cfg: PoolCfg
     service: AnalyticService | ProfileService
-    nodes: list[int] = field(default_factory=list)
+    slots: range
+    free: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=lambda: [0] * 6)  # nodes per lifecycle state
     # busy-time accounting (s): completed batches + open batches integrated lazily
     busy_done_s: float = 0.0
     n_busy: int = 0
     busy_start_sum_s: float = 0.0
     batches: int = 0
     served: int = 0
+    # billed (provisioned) and ready node-seconds, integrated at each state change
+    billed_area_s: float = 0.0
+    ready_area_s: float = 0.0
+    min_billing_extra_s: float = 0.0
+    last_change_s: float = 0.0
+    desired: int = 0
+    max_billed: int = 0
+    preemptions: int = 0
+    failures: int = 0
+    scale_ups: int = 0
+    scale_downs: int = 0
+    lost_requests: int = 0
+    requeued_requests: int = 0
+    birth_s: dict[int, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -42,29 +65,56 @@ class Pool:
             return self.cfg.model_memory_gb
         return self.service.model_bytes / 1e9
 
+    @property
+    def load_time_s(self) -> float:
+        """Start-up after provisioning: container start + model size / bandwidth + warm-up, s."""
+        warmup = getattr(self.service, "load_time_s", 0.0)
+        return self.cfg.container_start_s + self.model_gb / self.cfg.load_bandwidth_gbps + warmup
+
+    @property
+    def billed(self) -> int:
+        """Nodes billed now: every state but terminated."""
+        return sum(self.counts[1:])
+
+    @property
+    def starting(self) -> int:
+        """Nodes requested but not ready yet (provisioning or loading)."""
+        return self.counts[PROVISIONING] + self.counts[LOADING]
+
     def busy_seconds(self, now_s: float) -> float:
         """Node-seconds spent serving batches from time 0 to ``now_s``."""
         return self.busy_done_s + self.n_busy * now_s - self.busy_start_sum_s
 
-    def provisioned(self, now_s: float) -> int:
-        """Nodes provisioned (billed) at ``now_s``; static pools for now."""
-        return len(self.nodes)
+    def advance(self, now_s: float) -> None:
+        """Integrate billed and ready node counts up to ``now_s``."""
+        dt = now_s - self.last_change_s
+        if dt > 0:
+            self.billed_area_s += self.billed * dt
+            self.ready_area_s += self.counts[READY] * dt
+            self.last_change_s = now_s
+
+    def billed_seconds(self, now_s: float) -> float:
+        """Billed node-seconds from 0 to ``now_s`` (minimum billing of ended nodes included)."""
+        return (self.billed_area_s + self.billed * (now_s - self.last_change_s)
+                + self.min_billing_extra_s)
+
+    def ready_seconds(self, now_s: float) -> float:
+        """Ready node-seconds from 0 to ``now_s``."""
+        return self.ready_area_s + self.counts[READY] * (now_s - self.last_change_s)
 
 
 class NodeTable:
-    """Per-node state arrays shared by the engine and (read-only) the routers."""
+    """Per-slot state arrays shared by the engine and (read-only) the routers."""
 
-    def __init__(self, pools: list[Pool], max_queue: int) -> None:
-        n = sum(len(p.nodes) for p in pools)
-        self.pool_of = np.empty(n, dtype=np.int32)
-        for p in pools:
-            self.pool_of[p.nodes] = p.index
-        self.queue_len = np.zeros(n, dtype=np.int64)
-        self.busy = np.zeros(n, dtype=np.int8)
-        self.ready = np.ones(n, dtype=bool)
-        self.busy_until_s = np.zeros(n)
-        self.queued_work_s = np.zeros(n)
-        self.batch_start_s = np.zeros(n)
+    def __init__(self, n_slots: int, pool_of: np.ndarray, max_queue: int) -> None:
+        self.pool_of = pool_of
+        self.state = np.zeros(n_slots, dtype=np.int8)
+        self.queue_len = np.zeros(n_slots, dtype=np.int64)
+        self.busy = np.zeros(n_slots, dtype=np.int8)
+        self.ready = np.zeros(n_slots, dtype=bool)
+        self.busy_until_s = np.zeros(n_slots)
+        self.queued_work_s = np.zeros(n_slots)
+        self.batch_start_s = np.zeros(n_slots)
         self.view = NodesView(
             queue_len=readonly(self.queue_len),
             busy=readonly(self.busy),

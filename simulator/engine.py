@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simulator.cluster import NodeTable, Pool
+from simulator.cluster import DRAINING, FAILED, LOADING, READY, NodeTable, Pool
+from simulator.fleet import Fleet
 from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.policies.batching import NoBatching
@@ -56,18 +57,35 @@ class Simulation:
             raise ScenarioError(f"{sc.source}: field 'workload': {exc}") from None
         pol = sc.policy
 
-        # cluster
+        # cluster: each pool owns max_nodes slots
         self.pools: list[Pool] = []
         nid = 0
         for i, pc in enumerate(sc.cluster.pools):
             svc_cfg = sc.pool_service(pc)
             path = sc.resolve_path(svc_cfg.profile) if svc_cfg.profile else None
             svc = build_service(svc_cfg, stream(self.seed, f"service:{pc.name}"), path)
-            self.pools.append(Pool(i, pc, svc, list(range(nid, nid + pc.nodes))))
-            nid += pc.nodes
-        self.nodes = NodeTable(self.pools, pol.admission.max_queue_length)
-        self._svc = [self.pools[p].service for p in self.nodes.pool_of.tolist()]
-        self._pool_of = [self.pools[p] for p in self.nodes.pool_of.tolist()]
+            self.pools.append(Pool(i, pc, svc, range(nid, nid + pc.hi)))
+            nid += pc.hi
+        pool_of = np.concatenate([np.full(len(p.slots), p.index, dtype=np.int32)
+                                  for p in self.pools])
+        self.nodes = NodeTable(nid, pool_of, pol.admission.max_queue_length)
+        self._svc = [self.pools[p].service for p in pool_of.tolist()]
+        self._pool_of = [self.pools[p] for p in pool_of.tolist()]
+        self._pool_in_service = [0] * len(self.pools)
+        self._current: list[range | np.ndarray | None] = [None] * nid
+        autoscalers = []
+        for pc in sc.cluster.pools:
+            if pc.purchase == "reserved":
+                autoscalers.append(None)
+                continue
+            cfg = dict(pc.autoscaler or pol.autoscaling)
+            name = str(cfg.pop("name", "static"))
+            try:
+                autoscalers.append(create("autoscaler", name, **cfg))
+            except (ValueError, TypeError) as exc:
+                where = (f"cluster.pools.{pc.name}.autoscaler" if pc.autoscaler
+                         else "policy.autoscaling")
+                raise ScenarioError(f"{sc.source}: field '{where}': {exc}") from None
 
         # measurement
         self.series = TimeSeries(self.duration_s, sc.simulation.timeseries_interval_s)
@@ -99,7 +117,9 @@ class Simulation:
             self.queue = CentralQueue(self.table, pol.admission.max_queue_length)
             self.batcher = create("batcher", b.name, **bargs)
             self._fast = type(self.batcher) is NoBatching
-            self.idle: deque[int] = deque()
+            self.idle: list[deque[int]] = [deque() for _ in self.pools]
+            self._n_idle = 0
+            self._pool_order = self._preference_order()
             self._timer_at = math.inf
             self._timer_gen = 0
         else:
@@ -113,10 +133,13 @@ class Simulation:
             self._wake_size = [0] * n
             self._node_timer_gen = [0] * n
         self._wake: list[simpy.Event | None] = [None] * n
+        self._next_gid = 0
+        self.fleet = Fleet(self, autoscalers)
         self.in_service = 0
         self.batches = 0
         self.max_batch_seen = 0
         self._busy_at_warmup: list[float] | None = None
+        self._billed_at_warmup: list[float] | None = None
         self._prev_busy: list[float] = [0.0] * len(self.pools)
         self.wall_s = 0.0
 
@@ -125,8 +148,7 @@ class Simulation:
         """Run to ``duration_s`` and finish the bookkeeping."""
         t0 = time.perf_counter()
         env = self.env
-        for j in range(self.nodes.n):
-            env.process(self._node(j))
+        self.fleet.start()
         if not self.central:
             env.process(self._arrivals())
         env.process(self._sampler())
@@ -135,16 +157,59 @@ class Simulation:
         self.wall_s = time.perf_counter() - t0
         return self
 
-    def _node(self, j: int) -> Generator[simpy.Event, Any, None]:
-        """A node: take a batch, serve it, record it; wait when there is nothing to take."""
+    def node_life(self, j: int, initial: bool) -> Generator[simpy.Event, Any, None]:
+        """A node's life: provisioning, loading the model, serving until drained.
+
+        Interrupts: 'cancel' (scale-down while starting), 'preempt' (spot), 'fail' (the node
+        fails, is repaired, loads the model again and serves again).
+        """
+        env = self.env
+        p = self._pool_of[j]
+        fleet = self.fleet
+        phase = "serve" if initial else "provision"
+        while True:
+            try:
+                if phase == "provision":
+                    yield env.timeout(fleet.provision_delay(p))
+                    phase = "load"
+                elif phase == "repair":
+                    yield env.timeout(fleet.repair_delay(p))
+                    phase = "load"
+                if phase == "load":
+                    fleet.set_state(p, j, LOADING)
+                    yield env.timeout(p.load_time_s)
+                    fleet.set_state(p, j, READY)
+                    phase = "serve"
+                    self._kick()
+                yield from self._serve(j)
+                break
+            except simpy.Interrupt as intr:
+                self._release(j, str(intr.cause))
+                if intr.cause != "fail":
+                    break
+                fleet.set_state(p, j, FAILED)
+                phase = "repair"
+        fleet.terminate(p, j)
+
+    def _serve(self, j: int) -> Generator[simpy.Event, Any, None]:
+        """Serve: take a batch, serve it, record it; wait when there is nothing to take.
+
+        Returns when the node is draining and has nothing left to do.
+        """
         env = self.env
         tab = self.table
         nodes = self.nodes
         svc = self._svc[j]
         pool = self._pool_of[j]
+        pi = pool.index
+        central = self.central
         while True:
+            if nodes.state[j] != READY and (central or not len(self.node_q[j])):
+                return
             batch = self._take(j)
             if batch is None:
+                if nodes.state[j] != READY:
+                    return
                 ev = env.event()
                 self._wake[j] = ev
                 batch = yield ev
@@ -173,10 +238,13 @@ class Simulation:
             pool.n_busy += 1
             pool.busy_start_sum_s += now
             self.in_service += k
+            self._pool_in_service[pi] += k
+            self._current[j] = batch
             self.batches += 1
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
             yield env.timeout(dt)
+            self._current[j] = None
             # finish
             now = env.now
             base = tab.base
@@ -196,6 +264,7 @@ class Simulation:
             pool.batches += 1
             pool.served += k
             self.in_service -= k
+            self._pool_in_service[pi] -= k
 
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         """Per-node dispatch: route each arriving request to a node's queue."""
@@ -208,6 +277,7 @@ class Simulation:
                 yield env.timeout(t - env.now)
             self._route(gid)
             gid += 1
+            self._next_gid = gid
 
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
         """Fill the time series at each interval boundary (and note busy time at warm-up)."""
@@ -222,6 +292,7 @@ class Simulation:
             self._observe()
             if self._busy_at_warmup is None and env.now >= self.warmup_s:
                 self._busy_at_warmup = [p.busy_seconds(env.now) for p in self.pools]
+                self._billed_at_warmup = [p.billed_seconds(env.now) for p in self.pools]
             k = round(t / iv) - 1
             if abs((k + 1) * iv - t) < 1e-9 and k >= 0:
                 self._fill_row(k)
@@ -233,10 +304,11 @@ class Simulation:
         busy = [p.busy_seconds(now) for p in self.pools]
         width = now - k * s.interval_s
         s.busy_nodes[k] = (sum(busy) - sum(self._prev_busy)) / width if width > 0 else 0.0
-        s.provisioned_nodes[k] = sum(p.provisioned(now) for p in self.pools)
+        s.provisioned_nodes[k] = sum(p.billed for p in self.pools)
         s.queue_len[k] = self._queue_length()
         s.in_system[k] = s.queue_len[k] + self.in_service
         self._prev_busy = busy
+        self.fleet.sample(k)
 
     # ================================================================== dispatch
     def _observe(self) -> None:
@@ -260,7 +332,8 @@ class Simulation:
         if self.central:
             batch, wake_t = self._decide_central()
             if batch is None:
-                self.idle.append(j)
+                self.idle[self.nodes.pool_of[j]].append(j)
+                self._n_idle += 1
                 self._arm(wake_t)
             return batch
         return self._take_node(j)
@@ -338,24 +411,28 @@ class Simulation:
         if gen != self._timer_gen:
             return
         self._timer_at = math.inf
-        while self.idle:
+        while self._n_idle:
             batch, wake_t = self._decide_central()
             if batch is None:
                 self._arm(wake_t)
                 return
-            j = self.idle.popleft()
+            j = self._pop_idle()
             ev = self._wake[j]
             assert ev is not None
             ev.succeed(batch)
 
     # ------------------------------------------------------------------ per-node dispatch
-    def _route(self, gid: int) -> None:
+    def _route(self, gid: int, requeue: bool = False) -> None:
         tab = self.table
         nodes = self.nodes
         now = self.env.now
-        j = self.router.choose(nodes.view, self.route_rng, now)
         i = gid - tab.base
-        if nodes.queue_len[j] >= nodes.view.capacity:
+        if not self._any_ready():
+            tab.outcome[i] = DROPPED
+            tab.finish[i] = now
+            return
+        j = self.router.choose(nodes.view, self.route_rng, now)
+        if nodes.queue_len[j] >= nodes.view.capacity and not requeue:
             tab.outcome[i] = DROPPED
             tab.finish[i] = now
             return
@@ -427,6 +504,168 @@ class Simulation:
             if self.nodes.queue_len[j] == 0:
                 self.nodes.queued_work_s[j] = 0.0
 
+    # ================================================================== fleet hooks
+    def _preference_order(self) -> list[int]:
+        """Pool indices in the order idle nodes take work (central dispatch)."""
+        pref = self.sc.policy.pool_preference
+        idx = list(range(len(self.pools)))
+        if pref == "cheapest":
+            return sorted(idx, key=lambda i: self.pools[i].cfg.price_per_hour_usd)
+        if pref == "fastest":
+            return sorted(idx, key=lambda i: self.pools[i].service.mean_time(1, 1))
+        return idx
+
+    def _pop_idle(self) -> int:
+        """An idle ready node, from the preferred pool."""
+        self._n_idle -= 1
+        if len(self.idle) == 1:
+            return self.idle[0].popleft()
+        if self.sc.policy.pool_preference == "weighted":
+            cand = [i for i in range(len(self.pools)) if self.idle[i]]
+            w = np.asarray([self.pools[i].cfg.weight for i in cand])
+            u = self.fleet.rng[self.pools[0].name].random() * w.sum()
+            return self.idle[cand[int(np.searchsorted(np.cumsum(w), u, side="right"))]
+                             ].popleft()
+        for i in self._pool_order:
+            if self.idle[i]:
+                return self.idle[i].popleft()
+        raise RuntimeError("no idle node")
+
+    def _kick(self) -> None:
+        """A node became ready or work was requeued: let idle nodes look at the queue."""
+        if self.central:
+            self._arm(self.env.now)
+        else:
+            for j in np.flatnonzero(self.nodes.ready).tolist():
+                if self._waiting[j] and len(self.node_q[j]):
+                    self._wake_node(j)
+
+    def _unidle(self, j: int) -> bool:
+        """Remove node j from the idle structures; True if it was waiting."""
+        if self.central:
+            dq = self.idle[self.nodes.pool_of[j]]
+            if j in dq:
+                dq.remove(j)
+                self._n_idle -= 1
+        else:
+            self._waiting[j] = False
+        ev = self._wake[j]
+        return ev is not None and not ev.triggered
+
+    def stop_taking(self, p: Pool, j: int) -> None:
+        """Node j takes no new work (draining, or a preemption notice)."""
+        if self.nodes.state[j] not in (READY,):
+            return
+        self.fleet.set_state(p, j, DRAINING)
+        if self._unidle(j):
+            ev = self._wake[j]
+            assert ev is not None
+            ev.succeed(None)
+
+    def drain_ready(self, p: Pool, k: int) -> int:
+        """Drain up to k ready nodes of pool p, idle ones first; returns how many."""
+        if k <= 0:
+            return 0
+        ready = [j for j in p.slots if self.nodes.state[j] == READY]
+        ready.sort(key=lambda j: (self.nodes.busy[j], -p.birth_s.get(j, 0.0)))
+        for j in ready[:k]:
+            self.stop_taking(p, j)
+        return min(k, len(ready))
+
+    def _release(self, j: int, cause: str) -> None:
+        """Node j stops abruptly: its batch in service is requeued or lost."""
+        p = self._pool_of[j]
+        self._unidle(j)
+        tab = self.table
+        nodes = self.nodes
+        batch = self._current[j]
+        lose = False
+        if cause == "preempt" and p.cfg.spot is not None:
+            lose = p.cfg.spot.on_preempt == "lose"
+        elif cause == "fail" and p.cfg.failures is not None:
+            lose = p.cfg.failures.on_failure == "lose"
+        now = self.env.now
+        if batch is not None:
+            self._current[j] = None
+            ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
+            k = len(ids)
+            started = nodes.batch_start_s[j]
+            nodes.busy[j] = 0
+            p.n_busy -= 1
+            p.busy_start_sum_s -= started
+            p.busy_done_s += now - started
+            self.in_service -= k
+            self._pool_in_service[p.index] -= k
+            self._requeue_or_lose(ids, lose, p)
+        if not self.central and len(self.node_q[j]):
+            q = self.node_q[j]
+            ids = np.fromiter(q.ids, dtype=np.int64, count=len(q))
+            q.ids.clear()
+            nodes.queue_len[j] = 0
+            nodes.queued_work_s[j] = 0.0
+            self._requeue_or_lose(ids, lose, p)
+        self._kick()
+        _ = tab
+
+    def _requeue_or_lose(self, ids: np.ndarray, lose: bool, p: Pool) -> None:
+        tab = self.table
+        loc = ids - tab.base
+        if lose:
+            tab.outcome[loc] = DROPPED
+            tab.finish[loc] = self.env.now
+            p.lost_requests += len(ids)
+            return
+        p.requeued_requests += len(ids)
+        tab.start[loc] = np.nan
+        tab.node[loc] = -1
+        if self.central:
+            self.queue.push_front(ids)
+        else:
+            for gid in ids.tolist():
+                self._route(gid, requeue=True)
+
+    def _any_ready(self) -> bool:
+        return any(p.counts[READY] for p in self.pools)
+
+    def arrivals_so_far(self) -> int:
+        """Requests arrived up to now (all classes, including rejected ones)."""
+        if self.central:
+            self.queue.materialize(self.env.now)
+            return self.queue.tail
+        return self._next_gid
+
+    def pool_share(self, p: Pool) -> float:
+        """Pool p's share of the traffic: its share of ready nodes (1 for a lone pool)."""
+        if len(self.pools) == 1:
+            return 1.0
+        total = sum(q.counts[READY] for q in self.pools)
+        return p.counts[READY] / total if total else 1.0 / len(self.pools)
+
+    def queue_length_for(self, p: Pool) -> float:
+        if self.central:
+            return self.queue.len * self.pool_share(p)
+        return float(self.nodes.queue_len[p.slots.start:p.slots.stop].sum())
+
+    def in_service_for(self, p: Pool) -> int:
+        return self._pool_in_service[p.index]
+
+    def mean_items(self) -> int:
+        """Mean items per request (share-weighted class means, capped)."""
+        cl = self.sc.workload.classes
+        tot = sum(c.share for c in cl)
+        return max(1, round(sum(c.share * min(c.size.mean, c.size.max) for c in cl) / tot))
+
+    def forecast_for(self, p: Pool) -> Any:
+        """The prior rate curve (last season's shape) for predictive policies, or None."""
+        if self.workload.trace is not None:
+            return None
+        curve = self.workload.curve
+
+        def f(t: float) -> float:
+            return float(curve.rate(np.array([t]))[0]) * self.pool_share(p)
+
+        return f
+
     # ================================================================== end of run
     def _finish(self) -> None:
         """Admit the last arrivals, then hand every chunk to the recorder."""
@@ -439,8 +678,20 @@ class Simulation:
         self._fill_row(self.series.n - 1)
         if self._busy_at_warmup is None:
             self._busy_at_warmup = [p.busy_seconds(end) for p in self.pools]
+            self._billed_at_warmup = [p.billed_seconds(end) for p in self.pools]
+        for p in self.pools:  # nodes alive at the end are billed at least min_billing_s
+            p.advance(end)
+            for born in p.birth_s.values():
+                if end - born < p.cfg.min_billing_s:
+                    p.min_billing_extra_s += p.cfg.min_billing_s - (end - born)
         self.table.flush_all()
         self.records = self.sink.close()
+
+    def billed_seconds_window(self) -> list[float]:
+        """Billed node-seconds per pool inside [warmup_s, duration_s]."""
+        end = [p.billed_seconds(self.duration_s) for p in self.pools]
+        start = self._billed_at_warmup or [0.0] * len(self.pools)
+        return [e - s for e, s in zip(end, start, strict=True)]
 
     def busy_seconds_window(self) -> list[float]:
         """Busy node-seconds per pool inside [warmup_s, duration_s]."""

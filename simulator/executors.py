@@ -129,8 +129,7 @@ class DaskExecutor:
             self.client = Client(address)
             self.name = f"dask {address}"
         self.client.wait_for_workers(1)
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
-        self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        self.workers = max(1, sum(self.client.nthreads().values()))
 
     def warm_up(self) -> None:
         """Nothing to do: LocalCluster workers are running when the constructor returns."""

@@ -526,7 +526,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
             raise ScenarioError("only one --vary range may be open-ended (KEY:LO..HI for others)")
         choices = [k.values if k.values is not None else range(k.lo, (k.hi or k.lo) + 1)
                    for k in others]
-        start = _current(base.validate().model_dump(), bisect.key) if bisect else None
+        start = _current(base.validate(common).model_dump(), bisect.key) if bisect else None
         for combo in itertools.product(*choices):
             fixed = dict(zip([k.key for k in others], combo, strict=True))
             if bisect is None:
@@ -548,6 +548,11 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
               if p["decision"] == "undecided"]
     if best is None:
         warns.append("no point meets every constraint with confidence")
+    if bisect is not None and any(
+            p[bisect.key] < q[bisect.key] and p["feasible"] and q["decision"] == "violated"
+            and all(p[k.key] == q[k.key] for k in others) for p in points for q in points):
+        warns.append(f"feasibility is not monotone in {bisect.key}: bisection may miss the "
+                     "cheapest point; enumerate it with KEY=V1,V2,... instead")
     meta = {"objective": objective, "constraints": [str(c) for c in cons], "level": level,
             "scenario": base.source, "seed": seed, "executor": executor_name,
             "ci_method": stats.T_METHOD, "warmup": winfo,

@@ -144,6 +144,12 @@ class CentralQueue:
                 self.runs.popleft()
         return ids
 
+    def push_front(self, ids: np.ndarray) -> None:
+        """Put requests back at the head (requeued from a preempted or failed node)."""
+        for gid in sorted(ids.tolist(), reverse=True):
+            self.runs.appendleft([gid, gid + 1])
+        self.len += len(ids)
+
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
         """Time out waiting requests at the head whose deadline passed; return how many."""
         tab = self.table

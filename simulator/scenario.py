@@ -170,6 +170,9 @@ class RequestClassCfg(_Model):
     slo_ms: PosFloat | None = Field(None, description="class SLO, ms (default sla.slo_ms)")
     timeout_ms: PosFloat | None = Field(None, description="queue timeout, ms (default admission)")
     priority: int = Field(0, ge=0, description="higher is served first")
+    max_queue_length: int | None = Field(
+        None, ge=1, description="shed this class beyond this many queued requests of its own"
+    )
     size: SizeCfg = Field(default_factory=SizeCfg)
 
 
@@ -221,19 +224,99 @@ class ServiceCfg(_Model):
 
 
 # ----------------------------------------------------------------------------- cluster
+class DelayCfg(_Model):
+    """A random delay (s): node provisioning, repair time."""
+
+    distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"] = (
+        "lognormal"
+    )
+    mean_s: NonNegFloat = Field(90.0, description="mean delay, s")
+    cv: NonNegFloat = Field(0.3, description="coefficient of variation")
+
+
+class SpotCfg(_Model):
+    """Spot capacity: preempted by a Poisson process (or a trace) after a notice."""
+
+    preemptions_per_hour: NonNegFloat = Field(
+        0.25, description="per node; AWS buckets 5-20%/month, spot V100 ~1 per 3-4 h"
+    )
+    notice_s: NonNegFloat = Field(120.0, description="interruption notice (AWS: 2 minutes), s")
+    on_preempt: Literal["requeue", "lose"] = Field(
+        "requeue", description="what happens to the batch in service when the node goes"
+    )
+    trace: str | None = Field(None, description="CSV of preemption times (column time_s)")
+
+
+class FailureCfg(_Model):
+    """Random node failures: exponential time between failures, then a repair."""
+
+    mtbf_h: PosFloat = Field(description="mean time between failures per node, h")
+    repair: DelayCfg = Field(
+        default_factory=lambda: DelayCfg(distribution="exponential", mean_s=600.0, cv=1.0),
+        description="time to repair (MTTR), then the model is loaded again",
+    )
+    on_failure: Literal["requeue", "lose"] = "requeue"
+
+
 class PoolCfg(_Model):
     name: str
-    nodes: int = Field(ge=1, description="number of nodes (an empty pool is an error)")
+    nodes: int = Field(ge=1, description="nodes at t = 0 (an empty pool is an error)")
+    min_nodes: int | None = Field(None, ge=0, description="autoscaling floor (default: nodes)")
+    max_nodes: int | None = Field(None, ge=1, description="autoscaling ceiling (default: nodes)")
     node_type: str = "generic"
+    purchase: Literal["on_demand", "reserved", "spot"] = Field(
+        "on_demand", description="reserved: paid for `nodes` all the time, never scaled"
+    )
     price_per_hour_usd: NonNegFloat = Field(
         1.006, description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
     )
+    min_billing_s: NonNegFloat = Field(60.0, description="minimum billed time per node, s")
     power_idle_w: NonNegFloat = Field(60.0, description="node power when idle, W")
     power_busy_w: NonNegFloat = Field(300.0, description="node power when serving, W")
     model_memory_gb: NonNegFloat | None = Field(
         None, description="model size per replica, GB (default: from the profile, else 0)"
     )
+    provisioning: DelayCfg = Field(
+        default_factory=DelayCfg,
+        description="request -> node up (Kubernetes GPU node 60-120 s, secondary)",
+    )
+    load_bandwidth_gbps: PosFloat = Field(
+        1.0, description="model load bandwidth, GB/s (load time = model size / this + warm-up)"
+    )
+    container_start_s: NonNegFloat = Field(
+        0.0, description="fixed start-up before loading (image pull, runtime init), s"
+    )
+    spot: SpotCfg | None = Field(None, description="preemption model (purchase = 'spot')")
+    failures: FailureCfg | None = None
+    autoscaler: dict[str, Any] | None = Field(
+        None, description="scaling policy {name = ..., params}; default policy.autoscaling"
+    )
+    weight: PosFloat = Field(1.0, description="pool_preference 'weighted': relative share")
     service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PoolCfg:
+        lo = self.nodes if self.min_nodes is None else self.min_nodes
+        hi = self.nodes if self.max_nodes is None else self.max_nodes
+        if not lo <= self.nodes <= hi:
+            raise ValueError(f"need min_nodes <= nodes <= max_nodes (got {lo}, {self.nodes}, {hi})")
+        if self.purchase == "spot" and self.spot is None:
+            self.spot = SpotCfg()
+        if self.purchase != "spot" and self.spot is not None:
+            raise ValueError("'spot' settings need purchase = 'spot'")
+        if self.purchase == "reserved" and (lo != self.nodes or hi != self.nodes):
+            raise ValueError("a reserved pool is not scaled: leave min_nodes/max_nodes unset")
+        return self
+
+    @property
+    def lo(self) -> int:
+        """Autoscaling floor."""
+        return self.nodes if self.min_nodes is None else self.min_nodes
+
+    @property
+    def hi(self) -> int:
+        """Autoscaling ceiling."""
+        return self.nodes if self.max_nodes is None else self.max_nodes
 
 
 class ClusterCfg(_Model):
@@ -286,17 +369,47 @@ class AdmissionCfg(_Model):
     timeout_ms: PosFloat | None = Field(None, description="drop a request that waited longer, ms")
 
 
+class DegradationCfg(_Model):
+    """Graceful degradation under overload."""
+
+    enabled: bool = False
+    queue_delay_ms: PosFloat = Field(
+        50.0, description="degrade while the oldest waiting request has waited this long, ms"
+    )
+    share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="fraction of arriving requests sent to the fallback while degraded"
+    )
+    mode: Literal["cache", "variant"] = Field(
+        "cache", description="cache: a cached default list; variant: a cheaper model variant"
+    )
+    cache_latency_ms: NonNegFloat = Field(2.0, description="latency of a cached answer, ms")
+    fallback_variant: str | None = Field(None, description="variant mode: profile variant")
+    quality_loss: NonNegFloat | None = Field(
+        None, description="AUC lost per degraded request (default: measured for the variant; "
+        "cache mode: 0.05)"
+    )
+
+
 class PolicyCfg(_Model):
     dispatch: Literal["central", "per_node"] = "central"
     routing: RoutingCfg = Field(default_factory=RoutingCfg)
     batching: BatchingCfg = Field(default_factory=BatchingCfg)
     admission: AdmissionCfg = Field(default_factory=AdmissionCfg)
+    autoscaling: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "static"},
+        description="default scaling policy of every pool {name = ..., params}",
+    )
+    pool_preference: Literal["cheapest", "fastest", "weighted", "ordered"] = Field(
+        "cheapest", description="which pool's idle node takes work first (central dispatch)"
+    )
+    degradation: DegradationCfg = Field(default_factory=DegradationCfg)
 
 
 # ----------------------------------------------------------------------------- SLA and cost
 class SlaCfg(_Model):
     slo_ms: PosFloat = Field(description="end-to-end latency objective, ms")
     penalty_usd_per_violation: NonNegFloat = Field(0.0, description="USD per violating request")
+    penalty_usd_per_degraded: NonNegFloat = Field(0.0, description="USD per degraded request")
 
 
 class CostCfg(_Model):

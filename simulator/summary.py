@@ -21,11 +21,11 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
     tot = rec.total
     window = sim.duration_s - sim.warmup_s
     busy = sim.busy_seconds_window()
+    billed = sim.billed_seconds_window()
     pools: dict[str, Any] = {}
     compute = energy = storage = 0.0
     node_seconds_total = busy_total = 0.0
-    for p, b in zip(sim.pools, busy, strict=True):
-        ns = len(p.nodes) * window  # static pools: provisioned for the whole window
+    for p, b, ns in zip(sim.pools, busy, billed, strict=True):
         c = cost.compute_usd(ns, p.cfg.price_per_hour_usd)
         kwh = cost.energy_kwh(ns, b, p.cfg.power_idle_w, p.cfg.power_busy_w)
         e = cost.energy_usd(kwh, sc.cost.electricity_usd_per_kwh, sc.cost.pue)
@@ -37,10 +37,15 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         node_seconds_total += ns
         busy_total += b
         pools[p.name] = {
-            "nodes": {"mean": ns / window, "max": len(p.nodes), "node_seconds": ns},
+            "purchase": p.cfg.purchase,
+            "nodes": {"mean": ns / window, "max": p.max_billed, "node_seconds": ns,
+                      "final_desired": p.desired},
             "utilization": b / ns if ns else math.nan,
             "batches": p.batches, "served": p.served,
             "energy_kwh": kwh,
+            "scale_ups": p.scale_ups, "scale_downs": p.scale_downs,
+            "preemptions": p.preemptions, "failures": p.failures,
+            "requests_lost": p.lost_requests, "requests_requeued": p.requeued_requests,
             "cost_usd": {"compute": c, "energy": e, "storage": s, "total": c + e + s},
         }
     storage += cost.storage_usd(0.0, 0.0, sc.cost.data_gb, sc.cost.storage_usd_per_gb_month,
@@ -53,7 +58,7 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
     ended = tot.completed + tot.dropped + tot.timed_out
     rejected = tot.dropped
     final_q = sim.series.queue_len[-1]
-    n_nodes = sum(len(p.nodes) for p in sim.pools)
+    n_nodes = sum(p.max_billed for p in sim.pools)
     overloaded = bool(rejected > 0 or (utilization > 0.97 and final_q > 10 * n_nodes))
     reason = ""
     if rejected > 0:
