@@ -32,7 +32,7 @@ from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.policies.batching import NoBatching
 from simulator.policies.views import BatchDecision, QueueView
-from simulator.queues import CentralQueue, NodeQueue
+from simulator.queues import CentralQueue, NodeQueue, PriorityQueue
 from simulator.recorder import Recorder, RecordSink
 from simulator.requests import COMPLETED, DROPPED, RequestTable
 from simulator.rng import BufferedRandom, stream
@@ -114,7 +114,7 @@ class Simulation:
         self.central = pol.dispatch == "central"
         n = self.nodes.n
         if self.central:
-            self.queue = CentralQueue(self.table, pol.admission.max_queue_length)
+            self.queue = self._make_queue()
             self.batcher = create("batcher", b.name, **bargs)
             self._fast = type(self.batcher) is NoBatching
             self.idle: list[deque[int]] = [deque() for _ in self.pools]
@@ -134,6 +134,8 @@ class Simulation:
             self._node_timer_gen = [0] * n
         self._wake: list[simpy.Event | None] = [None] * n
         self._next_gid = 0
+        if not self.central:
+            self._fallback = None
         self.fleet = Fleet(self, autoscalers)
         self.in_service = 0
         self.batches = 0
@@ -231,7 +233,14 @@ class Simulation:
                 items = int(tab.size[loc].sum())
                 tab.start[loc] = now
                 tab.node[loc] = j
-            dt = svc.sample(k, items)
+            if self._fallback is not None and self._degrade_batch():
+                dt = self._fallback[pi].sample(k, items)
+                if type(batch) is range:
+                    tab.degraded[a:b] = 1
+                else:
+                    tab.degraded[loc] = 1
+            else:
+                dt = svc.sample(k, items)
             nodes.busy[j] = 1
             nodes.busy_until_s[j] = now + dt
             nodes.batch_start_s[j] = now
@@ -361,11 +370,11 @@ class Simulation:
             if len(batch):
                 return batch, math.inf
 
-    def _ask(self, batcher: Any, q: CentralQueue | NodeQueue, now: float) -> BatchDecision:
+    def _ask(self, batcher: Any, q: Any, now: float) -> BatchDecision:
         """Build the batcher's read-only view of queue ``q`` and ask for a decision."""
         tab = self.table
         limit = batcher.max_batch
-        if isinstance(q, CentralQueue):
+        if not isinstance(q, NodeQueue):
             view = QueueView(q.len, oldest_s=q.oldest_s() if q.len else None, limit=limit,
                              load=lambda: q.head_arrays(limit), fit=q.fit_items)
         else:
@@ -382,8 +391,7 @@ class Simulation:
     def _drop_expired(self, batch: range | np.ndarray, now: float) -> range | np.ndarray:
         """Requests of a batch whose queue timeout passed leave as timed out."""
         tab = self.table
-        first = batch.start if type(batch) is range else int(batch[0])
-        if now - tab.t[first - tab.base] <= self.min_timeout_s:
+        if type(batch) is range and now - tab.t[batch.start - tab.base] <= self.min_timeout_s:
             return batch  # the oldest request has not waited long enough to expire
         if type(batch) is range:
             batch = np.arange(batch.start, batch.stop)
@@ -503,6 +511,79 @@ class Simulation:
                     1, int(tab.size[gid - tab.base]))
             if self.nodes.queue_len[j] == 0:
                 self.nodes.queued_work_s[j] = 0.0
+
+    # ================================================================== overload behaviour
+    def _make_queue(self) -> Any:
+        """The central queue: plain FIFO, or priority levels when classes differ."""
+        sc = self.sc
+        adm = sc.policy.admission
+        classes = sc.workload.classes
+        prios = sorted({c.priority for c in classes}, reverse=True)
+        if len(prios) == 1 and all(c.max_queue_length is None for c in classes):
+            q: Any = CentralQueue(self.table, adm.max_queue_length)
+        else:
+            level = np.asarray([prios.index(c.priority) for c in classes])
+            limits = [max((c.max_queue_length or adm.max_queue_length) for c in classes
+                          if c.priority == pr) for pr in prios]
+            q = PriorityQueue(self.table, adm.max_queue_length, level, limits)
+        deg = sc.policy.degradation
+        self._fallback = None
+        self._deg_rng = stream(self.seed, "degradation")
+        if deg.enabled and deg.mode == "cache":
+            q.divert = self._divert_to_cache
+        elif deg.enabled:
+            self._fallback = [self._fallback_service(p) for p in self.pools]
+        return q
+
+    def _fallback_service(self, p: Pool) -> Any:
+        """The cheaper variant a pool switches to while degraded (variant mode)."""
+        deg = self.sc.policy.degradation
+        cfg = self.sc.pool_service(p.cfg)
+        if cfg.profile is None or deg.fallback_variant is None:
+            raise ScenarioError(f"{self.sc.source}: field 'policy.degradation.fallback_variant':"
+                                " variant mode needs pools with a profile and a fallback_variant")
+        vcfg = cfg.model_copy(update={"variant": deg.fallback_variant})
+        try:
+            return build_service(vcfg, stream(self.seed, f"fallback:{p.name}"),
+                                 self.sc.resolve_path(cfg.profile))
+        except ValueError as exc:
+            raise ScenarioError(f"{self.sc.source}: field 'policy.degradation."
+                                f"fallback_variant': {exc}") from None
+
+    def _overloaded_now(self) -> bool:
+        deg = self.sc.policy.degradation
+        return self.queue.max_wait_s(self.env.now) * 1000.0 > deg.queue_delay_ms
+
+    def _divert_to_cache(self, ids: np.ndarray) -> np.ndarray:
+        """Cache mode: while degraded, a share of arrivals get the cached default list."""
+        if not self.queue.len or not self._overloaded_now():
+            return np.zeros(len(ids), dtype=bool)
+        deg = self.sc.policy.degradation
+        mask = self._deg_rng.random(len(ids)) < deg.share
+        tab = self.table
+        loc = ids[mask] - tab.base
+        tab.start[loc] = tab.t[loc]
+        tab.finish[loc] = tab.t[loc] + deg.cache_latency_ms / 1000.0
+        tab.outcome[loc] = COMPLETED
+        tab.degraded[loc] = 1
+        return mask
+
+    def _degrade_batch(self) -> bool:
+        """Variant mode: serve this batch with the fallback variant?"""
+        if not self.central or not self._overloaded_now():
+            return False
+        return bool(self._deg_rng.random() < self.sc.policy.degradation.share)
+
+    def quality_loss_per_degraded(self) -> float:
+        """AUC lost per degraded request (configured, else measured for the variant)."""
+        deg = self.sc.policy.degradation
+        if deg.quality_loss is not None:
+            return deg.quality_loss
+        if deg.mode == "cache":
+            return 0.05
+        svc = self._fallback[0] if self._fallback else None
+        q = getattr(getattr(svc, "variant", None), "quality", None)
+        return abs(q.auc_delta) if q is not None and q.auc_delta is not None else 0.0
 
     # ================================================================== fleet hooks
     def _preference_order(self) -> list[int]:

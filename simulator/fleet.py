@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from simulator.cluster import DRAINING, FAILED, LOADING, PROVISIONING, READY, TERMINATED, Pool
+from simulator.cluster import (
+    DRAINING,
+    FAILED,
+    LOADING,
+    PROVISIONING,
+    READY,
+    STATE_NAMES,
+    TERMINATED,
+    Pool,
+)
 from simulator.distributions import make_distribution
 from simulator.policies.autoscaling_api import PoolMetrics
 from simulator.rng import stream
@@ -52,8 +61,10 @@ class Fleet:
             for _ in range(p.cfg.nodes):
                 self.launch(p, initial=True)
             pol = self.autoscalers[p.index]
+            fixed = type(pol).__name__ == "StaticAutoscaler" and getattr(
+                pol, "nodes", None) in (None, p.cfg.nodes)
             needs_loop = pol is not None and (
-                type(pol).__name__ != "StaticAutoscaler" or p.cfg.spot or p.cfg.failures)
+                not fixed or p.cfg.spot is not None or p.cfg.failures is not None)
             if needs_loop:
                 self.env.process(self._autoscale(p, pol))
             if p.cfg.spot is not None:
@@ -82,6 +93,7 @@ class Fleet:
         p.counts[state] += state != TERMINATED
         p.max_billed = max(p.max_billed, p.billed)
         nodes.state[j] = state
+        self.events.append((self.env.now, p.name, STATE_NAMES[state], f"node {j}"))
         nodes.ready[j] = state == READY
 
     def terminate(self, p: Pool, j: int) -> None:

@@ -30,6 +30,7 @@ class ClassStats:
         self.timed_out = 0
         self.in_flight = 0
         self.violations = 0
+        self.degraded = 0
         self.latency = LatencySketch()
         self.wait = LatencySketch()
 
@@ -45,6 +46,7 @@ class ClassStats:
             "queue_wait_ms": {k: v for k, v in latency_summary(self.wait).items() if k != "max"},
             "sla": {"violations": self.violations,
                     "violation_rate": self.violations / ended if ended else math.nan},
+            "degraded": self.degraded,
         }
 
 
@@ -161,10 +163,13 @@ class Recorder:
         np.add.at(counts, (out.astype(np.int64), cls), 1)
         viol_lat = (out == COMPLETED) & (lat > self.slo_ms[cls])
         viol = np.bincount(cls[viol_lat], minlength=k) + counts[DROPPED] + counts[TIMED_OUT]
+        deg = v.degraded[m].astype(bool)
         for i, st in enumerate(self.classes):
             sel = cls == i
+            st.degraded += int((deg & sel).sum())
             self._add(st, counts[:, i], int(viol[i]), lat[sel & (out == COMPLETED)],
                       wait[sel & (out == COMPLETED)])
+        self.total.degraded += int(deg.sum())
         self._add(self.total, counts.sum(axis=1), int(viol.sum()), lat[out == COMPLETED],
                   wait[out == COMPLETED])
 

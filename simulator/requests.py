@@ -22,7 +22,8 @@ OUTCOME_NAMES = {PENDING: "in_flight", COMPLETED: "completed", DROPPED: "dropped
 class ChunkView:
     """A finished slice of the table handed to the recorder (arrays are copies-free views)."""
 
-    __slots__ = ("cls", "finish", "first_id", "node", "outcome", "size", "start", "t", "t0", "t1")
+    __slots__ = ("cls", "degraded", "finish", "first_id", "node", "outcome", "size", "start", "t",
+                 "t0", "t1")
 
     def __init__(self, table: RequestTable, lo: int, hi: int, t0: float, t1: float) -> None:
         self.first_id = table.base + lo
@@ -34,6 +35,7 @@ class ChunkView:
         self.finish = table.finish[lo:hi]
         self.node = table.node[lo:hi]
         self.outcome = table.outcome[lo:hi]
+        self.degraded = table.degraded[lo:hi]
 
 
 class RequestTable:
@@ -53,6 +55,7 @@ class RequestTable:
         self.finish = np.empty(0)
         self.node = np.empty(0, dtype=np.int32)
         self.outcome = np.empty(0, dtype=np.int8)
+        self.degraded = np.empty(0, dtype=np.int8)  # 1 = served by the fallback
         self.csum = np.empty(0, dtype=np.int64)  # items of all ids up to and including this one
         self._items_total = 0
         self.last_time = -np.inf  # arrival time of the last loaded request
@@ -77,6 +80,7 @@ class RequestTable:
         self.finish = np.concatenate([self.finish[keep], np.full(n, np.nan)])
         self.node = np.concatenate([self.node[keep], np.full(n, -1, dtype=np.int32)])
         self.outcome = np.concatenate([self.outcome[keep], np.zeros(n, dtype=np.int8)])
+        self.degraded = np.concatenate([self.degraded[keep], np.zeros(n, dtype=np.int8)])
         cs = np.cumsum(ch.size, dtype=np.int64) + self._items_total
         self.csum = np.concatenate([self.csum[keep], cs])
         if n:
@@ -118,7 +122,8 @@ class RequestTable:
             released = b
         if released:
             self.base += released
-            for name in ("t", "cls", "size", "start", "finish", "node", "outcome", "csum"):
+            for name in ("t", "cls", "size", "start", "finish", "node", "outcome", "csum",
+                         "degraded"):
                 setattr(self, name, getattr(self, name)[released:])
 
     def flush_all(self) -> None:

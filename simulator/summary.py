@@ -52,7 +52,9 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
                                 window / SECONDS_PER_MONTH)
     human = cost.human_usd(sc.cost.engineers, sc.cost.engineer_monthly_usd,
                            sc.cost.effort_hours, sc.cost.hours_per_month)
-    penalty = tot.violations * sc.sla.penalty_usd_per_violation
+    penalty = (tot.violations * sc.sla.penalty_usd_per_violation
+               + tot.degraded * sc.sla.penalty_usd_per_degraded)
+    q_loss = sim.quality_loss_per_degraded() if sim.central else 0.0
     breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
     utilization = busy_total / node_seconds_total if node_seconds_total else math.nan
     ended = tot.completed + tot.dropped + tot.timed_out
@@ -85,6 +87,13 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         "nodes": {"mean": node_seconds_total / window, "max": n_nodes,
                   "node_seconds": node_seconds_total},
         "cost_usd": breakdown.as_dict(),
+        "degradation": {
+            "enabled": sc.policy.degradation.enabled, "mode": sc.policy.degradation.mode,
+            "degraded": tot.degraded,
+            "degraded_rate": tot.degraded / tot.arrived if tot.arrived else math.nan,
+            "auc_loss_per_degraded": q_loss,
+            "mean_auc_loss": (tot.degraded * q_loss / tot.arrived) if tot.arrived else math.nan,
+        },
         "overloaded": overloaded,
         "overload_reason": reason,
         "batches": {"count": sim.batches, "mean_size": (sum(p.served for p in sim.pools)
