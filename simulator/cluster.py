@@ -93,10 +93,14 @@ class Pool:
             self.ready_area_s += self.counts[READY] * dt
             self.last_change_s = now_s
 
+    def provisioned_seconds(self, now_s: float) -> float:
+        """Node-seconds provisioned (requested, not yet terminated) from 0 to ``now_s``."""
+        return self.billed_area_s + self.billed * (now_s - self.last_change_s)
+
     def billed_seconds(self, now_s: float) -> float:
-        """Billed node-seconds from 0 to ``now_s`` (minimum billing of ended nodes included)."""
-        return (self.billed_area_s + self.billed * (now_s - self.last_change_s)
-                + self.min_billing_extra_s)
+        """Billed node-seconds from 0 to ``now_s``: provisioned time plus the top-up of nodes
+        that lived less than the minimum billing period."""
+        return self.provisioned_seconds(now_s) + self.min_billing_extra_s
 
     def ready_seconds(self, now_s: float) -> float:
         """Ready node-seconds from 0 to ``now_s``."""

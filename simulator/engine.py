@@ -142,6 +142,7 @@ class Simulation:
         self.max_batch_seen = 0
         self._busy_at_warmup: list[float] | None = None
         self._billed_at_warmup: list[float] | None = None
+        self._prov_at_warmup: list[float] | None = None
         self._prev_busy: list[float] = [0.0] * len(self.pools)
         self.wall_s = 0.0
 
@@ -302,6 +303,7 @@ class Simulation:
             if self._busy_at_warmup is None and env.now >= self.warmup_s:
                 self._busy_at_warmup = [p.busy_seconds(env.now) for p in self.pools]
                 self._billed_at_warmup = [p.billed_seconds(env.now) for p in self.pools]
+                self._prov_at_warmup = [p.provisioned_seconds(env.now) for p in self.pools]
             k = round(t / iv) - 1
             if abs((k + 1) * iv - t) < 1e-9 and k >= 0:
                 self._fill_row(k)
@@ -760,6 +762,7 @@ class Simulation:
         if self._busy_at_warmup is None:
             self._busy_at_warmup = [p.busy_seconds(end) for p in self.pools]
             self._billed_at_warmup = [p.billed_seconds(end) for p in self.pools]
+            self._prov_at_warmup = [p.provisioned_seconds(end) for p in self.pools]
         for p in self.pools:  # nodes alive at the end are billed at least min_billing_s
             p.advance(end)
             for born in p.birth_s.values():
@@ -769,9 +772,15 @@ class Simulation:
         self.records = self.sink.close()
 
     def billed_seconds_window(self) -> list[float]:
-        """Billed node-seconds per pool inside [warmup_s, duration_s]."""
+        """Billed node-seconds per pool inside [warmup_s, duration_s] (minimum billing in)."""
         end = [p.billed_seconds(self.duration_s) for p in self.pools]
         start = self._billed_at_warmup or [0.0] * len(self.pools)
+        return [e - s for e, s in zip(end, start, strict=True)]
+
+    def provisioned_seconds_window(self) -> list[float]:
+        """Provisioned node-seconds per pool inside [warmup_s, duration_s]."""
+        end = [p.provisioned_seconds(self.duration_s) for p in self.pools]
+        start = self._prov_at_warmup or [0.0] * len(self.pools)
         return [e - s for e, s in zip(end, start, strict=True)]
 
     def busy_seconds_window(self) -> list[float]:

@@ -22,12 +22,13 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
     window = sim.duration_s - sim.warmup_s
     busy = sim.busy_seconds_window()
     billed = sim.billed_seconds_window()
+    provisioned = sim.provisioned_seconds_window()
     pools: dict[str, Any] = {}
     compute = energy = storage = 0.0
-    node_seconds_total = busy_total = 0.0
-    for p, b, ns in zip(sim.pools, busy, billed, strict=True):
+    node_seconds_total = busy_total = prov_total = 0.0
+    for p, b, ns, prov in zip(sim.pools, busy, billed, provisioned, strict=True):
         c = cost.compute_usd(ns, p.cfg.price_per_hour_usd)
-        kwh = cost.energy_kwh(ns, b, p.cfg.power_idle_w, p.cfg.power_busy_w)
+        kwh = cost.energy_kwh(prov, b, p.cfg.power_idle_w, p.cfg.power_busy_w)
         e = cost.energy_usd(kwh, sc.cost.electricity_usd_per_kwh, sc.cost.pue)
         s = cost.storage_usd(p.model_gb, ns / window, 0.0, sc.cost.storage_usd_per_gb_month,
                              window / SECONDS_PER_MONTH)
@@ -35,12 +36,14 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         energy += e
         storage += s
         node_seconds_total += ns
+        prov_total += prov
         busy_total += b
         pools[p.name] = {
             "purchase": p.cfg.purchase,
             "nodes": {"mean": ns / window, "max": p.max_billed, "node_seconds": ns,
                       "final_desired": p.desired},
-            "utilization": b / ns if ns else math.nan,
+            "utilization": b / prov if prov else math.nan,
+            "provisioned_node_seconds": prov,
             "batches": p.batches, "served": p.served,
             "energy_kwh": kwh,
             "scale_ups": p.scale_ups, "scale_downs": p.scale_downs,
@@ -56,10 +59,10 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
                + tot.degraded * sc.sla.penalty_usd_per_degraded)
     q_loss = sim.quality_loss_per_degraded() if sim.central else 0.0
     breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
-    utilization = busy_total / node_seconds_total if node_seconds_total else math.nan
+    utilization = busy_total / prov_total if prov_total else math.nan
     ended = tot.completed + tot.dropped + tot.timed_out
     rejected = tot.dropped
-    final_q = sim.series.queue_len[-1]
+    final_q = max(sim.series.queue_len[-1], tot.in_flight)
     n_nodes = sum(p.max_billed for p in sim.pools)
     overloaded = bool(rejected > 0 or (utilization > 0.97 and final_q > 10 * n_nodes))
     reason = ""
