@@ -73,6 +73,8 @@ class Simulation:
         self._pool_of = [self.pools[p] for p in pool_of.tolist()]
         self._pool_in_service = [0] * len(self.pools)
         self._current: list[range | np.ndarray | None] = [None] * nid
+        self._bstart = [0.0] * nid  # start of the batch in service, s
+        self._ready_py = [False] * nid  # mirror of nodes.ready for the hot loop
         autoscalers = []
         for pc in sc.cluster.pools:
             if pc.purchase == "reserved":
@@ -197,7 +199,8 @@ class Simulation:
     def _serve(self, j: int) -> Generator[simpy.Event, Any, None]:
         """Serve: take a batch, serve it, record it; wait when there is nothing to take.
 
-        Returns when the node is draining and has nothing left to do.
+        Returns when the node is draining and has nothing left to do. This loop is the hot
+        path: per batch it touches the request arrays once at start and once at finish.
         """
         env = self.env
         tab = self.table
@@ -206,12 +209,15 @@ class Simulation:
         pool = self._pool_of[j]
         pi = pool.index
         central = self.central
+        ready = self._ready_py
+        current = self._current
+        bstart = self._bstart
         while True:
-            if nodes.state[j] != READY and (central or not len(self.node_q[j])):
+            if not ready[j] and (central or not len(self.node_q[j])):
                 return
             batch = self._take(j)
             if batch is None:
-                if nodes.state[j] != READY:
+                if not ready[j]:
                     return
                 ev = env.event()
                 self._wake[j] = ev
@@ -223,11 +229,16 @@ class Simulation:
             # start: bookkeeping over the batch (ids are global; ranges are consecutive ids)
             base = tab.base
             if type(batch) is range:
-                a, b = batch.start - base, batch.stop - base
-                k = b - a
-                items = int(tab.size[a]) if k == 1 else tab.items(batch.start, batch.stop)
-                tab.start[a:b] = now
-                tab.node[a:b] = j
+                a = batch.start - base
+                k = len(batch)
+                if k == 1:
+                    items = int(tab.size[a])
+                    tab.start[a] = now
+                    tab.node[a] = j
+                else:
+                    items = tab.items(batch.start, batch.stop)
+                    tab.start[a:a + k] = now
+                    tab.node[a:a + k] = j
             else:
                 k = len(batch)
                 loc = batch - base
@@ -237,40 +248,45 @@ class Simulation:
             if self._fallback is not None and self._degrade_batch():
                 dt = self._fallback[pi].sample(k, items)
                 if type(batch) is range:
-                    tab.degraded[a:b] = 1
+                    tab.degraded[a:a + k] = 1
                 else:
                     tab.degraded[loc] = 1
             else:
                 dt = svc.sample(k, items)
-            nodes.busy[j] = 1
-            nodes.busy_until_s[j] = now + dt
-            nodes.batch_start_s[j] = now
+            if not central:
+                nodes.busy[j] = 1
+                nodes.busy_until_s[j] = now + dt
+            bstart[j] = now
             pool.n_busy += 1
             pool.busy_start_sum_s += now
             self.in_service += k
             self._pool_in_service[pi] += k
-            self._current[j] = batch
+            current[j] = batch
             self.batches += 1
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
             yield env.timeout(dt)
-            self._current[j] = None
+            current[j] = None
             # finish
             now = env.now
             base = tab.base
             if type(batch) is range:
-                a, b = batch.start - base, batch.stop - base
-                tab.finish[a:b] = now
-                tab.outcome[a:b] = COMPLETED
+                a = batch.start - base
+                if k == 1:
+                    tab.finish[a] = now
+                    tab.outcome[a] = COMPLETED
+                else:
+                    tab.finish[a:a + k] = now
+                    tab.outcome[a:a + k] = COMPLETED
             else:
                 loc = batch - base
                 tab.finish[loc] = now
                 tab.outcome[loc] = COMPLETED
-            nodes.busy[j] = 0
+            if not central:
+                nodes.busy[j] = 0
             pool.n_busy -= 1
-            started = nodes.batch_start_s[j]
-            pool.busy_start_sum_s -= started
-            pool.busy_done_s += now - started
+            pool.busy_start_sum_s -= bstart[j]
+            pool.busy_done_s += now - bstart[j]
             pool.batches += 1
             pool.served += k
             self.in_service -= k
@@ -650,7 +666,7 @@ class Simulation:
         if k <= 0:
             return 0
         ready = [j for j in p.slots if self.nodes.state[j] == READY]
-        ready.sort(key=lambda j: (self.nodes.busy[j], -p.birth_s.get(j, 0.0)))
+        ready.sort(key=lambda j: (self._current[j] is not None, -p.birth_s.get(j, 0.0)))
         for j in ready[:k]:
             self.stop_taking(p, j)
         return min(k, len(ready))
@@ -672,7 +688,7 @@ class Simulation:
             self._current[j] = None
             ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
             k = len(ids)
-            started = nodes.batch_start_s[j]
+            started = self._bstart[j]
             nodes.busy[j] = 0
             p.n_busy -= 1
             p.busy_start_sum_s -= started

@@ -93,8 +93,9 @@ class Fleet:
         p.counts[state] += state != TERMINATED
         p.max_billed = max(p.max_billed, p.billed)
         nodes.state[j] = state
-        self.events.append((self.env.now, p.name, STATE_NAMES[state], f"node {j}"))
         nodes.ready[j] = state == READY
+        self.sim._ready_py[j] = state == READY
+        self.events.append((self.env.now, p.name, STATE_NAMES[state], f"node {j}"))
 
     def terminate(self, p: Pool, j: int) -> None:
         """Node j leaves: billing stops (with the pool's minimum billing period)."""

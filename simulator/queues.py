@@ -28,10 +28,19 @@ class CentralQueue:
         self.tail = 0  # every id below tail has been admitted or rejected
         self.rejected = 0
         self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
+        self._next_t = -np.inf  # arrival time of id `tail` (cached), s
 
     # ------------------------------------------------------------------ admission
     def materialize(self, now_s: float) -> None:
         """Admit (or reject, when full) every request that arrived at or before ``now_s``."""
+        if now_s < self._next_t:
+            return  # the next arrival is still in the future
+        self._materialize(now_s)
+        tab = self.table
+        self._next_t = (float(tab.t[self.tail - tab.base]) if self.tail < tab.end
+                        else (np.inf if tab.exhausted else tab.loaded_until))
+
+    def _materialize(self, now_s: float) -> None:
         tab = self.table
         while True:
             if self.tail < tab.end:
