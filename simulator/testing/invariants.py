@@ -1,7 +1,9 @@
 """check_invariants: verify a finished run against PeakSim's invariants.
 
 Needs per-request records in memory (``run(..., records="all")``). Each check raises
-:class:`InvariantError` naming the invariant and the first offending request.
+:class:`InvariantError` naming the invariant and the first offending request (or instant).
+The checks follow docs/architecture.md: conservation, causality, capacity, monotone clock,
+readiness, fleet bounds, billing; :func:`check_deterministic` runs a scenario twice.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ class InvariantError(AssertionError):
     """A run broke one of the documented invariants."""
 
 
+class DeterminismError(InvariantError):
+    """Two runs of the same scenario and seed differ."""
+
+
 def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
-    """Conservation, causality, capacity (one batch per node, batch size), accounting."""
+    """Every whole-run invariant of docs/architecture.md on a finished run.
+
+    Conservation, causality, capacity (one batch per node, batch size), monotone clock,
+    readiness (work only to ready nodes), fleet bounds (desired and billed nodes within
+    [min_nodes, max_nodes]) and billing (node-seconds = integral of provisioned nodes, compute
+    cost = node-seconds x price). Raises :class:`InvariantError` on the first broken one.
+    """
     rec: pd.DataFrame | None = result.records
     s = result.summary
     if rec is None:
@@ -27,6 +39,10 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     check_conservation(s, rec)
     check_causality(rec)
     check_capacity(rec, max_batch or int(result.scenario.policy.batching.max_batch))
+    check_clock(result)
+    check_readiness(result)
+    check_fleet_bounds(result)
+    check_billing(result)
 
 
 def check_conservation(s: dict[str, Any], rec: pd.DataFrame) -> None:
@@ -82,3 +98,239 @@ def check_capacity(rec: pd.DataFrame, max_batch: int) -> None:
         prev_fin = fin[:-1]
         if np.any(starts[1:] < np.nan_to_num(prev_fin, nan=np.inf) - EPS):
             raise InvariantError(f"node {node} started a batch before finishing the previous")
+
+
+# ----------------------------------------------------------------------------- clock
+def check_clock(result: Any) -> None:
+    """The clock never goes back: logs in time order, every time inside [0, duration]."""
+    dur = float(result.summary["sim_duration_s"])
+    rec = result.records
+    if rec is not None and len(rec):
+        arr = rec.sort_values("id")["arrival_s"].to_numpy()
+        if np.any(np.diff(arr) < -EPS):
+            i = int(np.flatnonzero(np.diff(arr) < -EPS)[0])
+            raise InvariantError(f"monotone clock: request ids out of arrival order at {i + 1}")
+        if arr[0] < -EPS or arr[-1] > dur + EPS:
+            raise InvariantError(f"monotone clock: an arrival outside [0, {dur}]")
+        ended = rec[rec["outcome"] != "in_flight"]
+        late = ended[ended["finish_s"] > dur + 1e-6]
+        if len(late):
+            raise InvariantError(f"monotone clock: a request ended after the run's end "
+                                 f"({dur} s): {late.iloc[0].to_dict()}")
+    ts = result.timeseries
+    if ts is not None and len(ts) and np.any(np.diff(ts["t_s"].to_numpy()) <= 0):
+        raise InvariantError("monotone clock: time series rows not strictly increasing in t_s")
+    ps = result.extras.get("timeseries_pools")
+    if ps is not None and len(ps):
+        for pool, g in ps.groupby("pool", sort=False, observed=True):
+            if np.any(np.diff(g["t_s"].to_numpy()) <= 0):
+                raise InvariantError(f"monotone clock: pool {pool} time series goes back")
+    ev = result.extras.get("events")
+    if ev is not None and len(ev):
+        t = ev["t_s"].to_numpy(dtype=float)
+        if np.any(np.diff(t) < -EPS):
+            i = int(np.flatnonzero(np.diff(t) < -EPS)[0])
+            raise InvariantError(f"monotone clock: event {i + 1} at {t[i + 1]} s logged after "
+                                 f"one at {t[i]} s: {ev.iloc[i + 1].to_dict()}")
+        if t[0] < -EPS or t[-1] > dur + EPS:
+            raise InvariantError(f"monotone clock: an event outside [0, {dur}] s")
+
+
+# ----------------------------------------------------------------------------- node lifecycle
+STATES = ("terminated", "provisioning", "loading", "ready", "draining", "failed")
+
+
+def node_lives(events: pd.DataFrame) -> pd.DataFrame:
+    """Per node slot, its state intervals from the event log: pool, node, state, t0_s, t1_s.
+
+    A slot's last state runs to infinity. Only events whose detail is ``node <j>`` and whose
+    kind is a lifecycle state are used.
+    """
+    ev = events[events["kind"].isin(STATES)
+                & events["detail"].astype(str).str.match(r"node \d+$")]
+    rows: list[tuple[str, int, str, float, float]] = []
+    last: dict[tuple[str, int], tuple[str, float]] = {}
+    for t, pool, kind, detail in ev[["t_s", "pool", "kind", "detail"]].itertuples(index=False):
+        key = (str(pool), int(str(detail)[5:]))
+        if key in last:
+            st0, t0 = last[key]
+            rows.append((key[0], key[1], st0, t0, float(t)))
+        last[key] = (str(kind), float(t))
+    for (pool, node), (st0, t0) in last.items():
+        rows.append((pool, node, st0, t0, np.inf))
+    return pd.DataFrame(rows, columns=["pool", "node", "state", "t0_s", "t1_s"])
+
+
+def _requeue_possible(events: pd.DataFrame) -> bool:
+    return bool(events["kind"].isin(["failed", "preemption", "preemption_notice"]).any())
+
+
+def check_readiness(result: Any) -> None:
+    """Only ready nodes receive work: a per-node request was routed (at its arrival) to a node
+    that was ready then; with a central queue, a batch starts only on a ready node.
+
+    Skipped when nodes failed or were preempted (their requests are re-routed later).
+    """
+    ev = result.extras.get("events")
+    rec = result.records
+    if ev is None or rec is None or not len(ev) or _requeue_possible(ev):
+        return
+    per_node = result.scenario.policy.dispatch == "per_node"
+    lives = node_lives(ev)
+    ready = lives[lives["state"] == "ready"]
+    served = rec[rec["node"] >= 0]
+    if per_node:
+        served = served[served["arrival_s"] >= 0]
+    for node, g in served.groupby("node", sort=True):
+        iv = ready[ready["node"] == node]
+        t = (g["arrival_s"] if per_node else g["start_s"]).to_numpy(dtype=float)
+        ok = np.zeros(len(t), dtype=bool)
+        for t0, t1 in iv[["t0_s", "t1_s"]].itertuples(index=False):
+            ok |= (t >= t0 - 1e-9) & (t <= t1 + 1e-9)
+        if not ok.all():
+            bad = g.iloc[int(np.flatnonzero(~ok)[0])].to_dict()
+            what = "routed to" if per_node else "started on"
+            raise InvariantError(f"readiness: request {what} node {node} while it was not "
+                                 f"ready: {bad}")
+
+
+def _pool_cfgs(result: Any) -> dict[str, Any]:
+    return {p.name: p for p in result.scenario.cluster.pools}
+
+
+def check_fleet_bounds(result: Any) -> None:
+    """min_nodes <= desired <= max_nodes at every sample and decision, and billed nodes
+    (every state but terminated) <= max_nodes at every instant."""
+    cfgs = _pool_cfgs(result)
+    ps = result.extras.get("timeseries_pools")
+    if ps is not None and len(ps):
+        for pool, g in ps.groupby("pool", sort=False, observed=True):
+            lo, hi = cfgs[str(pool)].lo, cfgs[str(pool)].hi
+            d = g["desired"].to_numpy(dtype=float)
+            bad = (d < lo - EPS) | (d > hi + EPS)
+            if bad.any():
+                row = g.iloc[int(np.flatnonzero(bad)[0])].to_dict()
+                raise InvariantError(f"fleet bounds: pool {pool} desired outside [{lo}, {hi}]: "
+                                     f"{row}")
+    ev = result.extras.get("events")
+    if ev is None or not len(ev):
+        return
+    dec = ev[ev["kind"] == "desired"]
+    for t, pool, detail in dec[["t_s", "pool", "detail"]].itertuples(index=False):
+        new = int(str(detail).split("->")[-1])
+        lo, hi = cfgs[str(pool)].lo, cfgs[str(pool)].hi
+        if not lo <= new <= hi:
+            raise InvariantError(f"fleet bounds: pool {pool} set desired {detail} at {t} s, "
+                                 f"outside [{lo}, {hi}]")
+    lives = node_lives(ev)
+    billed = lives[lives["state"] != "terminated"]
+    for pool, g in billed.groupby("pool", sort=False):
+        hi = cfgs[str(pool)].hi
+        times = np.unique(g["t0_s"].to_numpy())
+        t0 = g["t0_s"].to_numpy()[:, None]
+        t1 = g["t1_s"].to_numpy()[:, None]
+        count = ((t0 <= times[None, :]) & (t1 > times[None, :])).sum(axis=0)
+        if (count > hi).any():
+            i = int(np.flatnonzero(count > hi)[0])
+            raise InvariantError(f"fleet bounds: pool {pool} billed {int(count[i])} nodes at "
+                                 f"{times[i]} s > max_nodes {hi}")
+
+
+def check_billing(result: Any) -> None:
+    """Billing: per pool, provisioned node-seconds = integral over [warmup, end] of the nodes
+    in any state but terminated (from the event log); billed node-seconds = that plus the
+    top-ups of nodes that lived less than min_billing_s; compute cost = billed node-hours x
+    price per pool, and the run's compute cost is the sum over pools."""
+    s = result.summary
+    cfgs = _pool_cfgs(result)
+    t_lo, t_hi = float(s["warmup_s"]), float(s["sim_duration_s"])
+    ev = result.extras.get("events")
+    lives = node_lives(ev) if ev is not None and len(ev) else None
+    total = 0.0
+    for name, ps in s["pools"].items():
+        cfg = cfgs[name]
+        ns = float(ps["nodes"]["node_seconds"])
+        cost = ns / 3600.0 * cfg.price_per_hour_usd
+        if not np.isclose(ps["cost_usd"]["compute"], cost, rtol=1e-9, atol=1e-9):
+            raise InvariantError(f"billing: pool {name} compute cost {ps['cost_usd']['compute']}"
+                                 f" != node-seconds {ns} / 3600 x price "
+                                 f"{cfg.price_per_hour_usd} = {cost}")
+        total += cost
+        if lives is None:
+            continue
+        g = lives[(lives["pool"] == name) & (lives["state"] != "terminated")]
+        a = np.clip(g["t0_s"].to_numpy(), t_lo, t_hi)
+        b = np.clip(g["t1_s"].to_numpy(), t_lo, t_hi)
+        integral = float(np.sum(b - a))
+        prov = float(ps["provisioned_node_seconds"])
+        tol = 1e-6 * max(1.0, integral)
+        if abs(prov - integral) > tol:
+            raise InvariantError(f"billing: pool {name} provisioned node-seconds {prov} != "
+                                 f"integral of provisioned nodes over [{t_lo}, {t_hi}] "
+                                 f"{integral} (from the event log)")
+        lo_up, hi_up = _min_billing_topups(lives[lives["pool"] == name], cfg.min_billing_s,
+                                           t_lo, t_hi)
+        if not (lo_up - tol <= ns - prov <= hi_up + tol):
+            raise InvariantError(f"billing: pool {name} billed {ns} node-seconds but "
+                                 f"provisioned {prov} + minimum-billing top-ups "
+                                 f"[{lo_up}, {hi_up}]")
+    if not np.isclose(s["cost_usd"]["compute"], total, rtol=1e-9, atol=1e-9):
+        raise InvariantError(f"billing: compute cost {s['cost_usd']['compute']} != sum over "
+                             f"pools of node-seconds x price = {total}")
+
+
+def _min_billing_topups(lives: pd.DataFrame, min_s: float, t_lo: float,
+                        t_hi: float) -> tuple[float, float]:
+    """Bounds on the minimum-billing top-ups that fall in (t_lo, t_hi]: a node that ends
+    (or is alive at the end) after living less than ``min_s`` is billed ``min_s``."""
+    lo = hi = 0.0
+    if min_s <= 0 or not len(lives):
+        return lo, hi
+    ends: list[tuple[float, float]] = []  # (birth, end) of each life
+    for _, g in lives.sort_values("t0_s", kind="stable").groupby("node", sort=False):
+        born: float | None = None
+        for state, t0 in g[["state", "t0_s"]].itertuples(index=False):
+            if state != "terminated" and born is None:
+                born = float(t0)
+            elif state == "terminated" and born is not None:
+                ends.append((born, float(t0)))
+                born = None
+        if born is not None:
+            ends.append((born, t_hi))
+    for born_s, end in ends:
+        top = max(0.0, min_s - (end - born_s))
+        if top > 0:
+            if end > t_lo + 1e-9:
+                lo += top
+            if end >= t_lo - 1e-9:
+                hi += top
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- determinism
+def check_deterministic(scenario: Any, seed: int | None = None) -> Any:
+    """Run ``scenario`` twice with the same seed; raise :class:`DeterminismError` unless the
+    summaries (but wall time), records, time series and event logs are identical.
+
+    Returns the first result (so callers can go on checking it).
+    """
+    from simulator import run
+
+    a = run(scenario, seed=seed, records="all")
+    b = run(scenario, seed=seed, records="all")
+    sa = {k: v for k, v in a.summary.items() if k != "wall_s"}
+    sb = {k: v for k, v in b.summary.items() if k != "wall_s"}
+    if repr(sa) != repr(sb):
+        diff = [k for k in sa if repr(sa[k]) != repr(sb.get(k))]
+        raise DeterminismError(f"determinism: same seed, different summary fields {diff}")
+    if a.records is None or b.records is None or not a.records.equals(b.records):
+        raise DeterminismError("determinism: same seed, different per-request records")
+    if not a.timeseries.equals(b.timeseries):
+        raise DeterminismError("determinism: same seed, different time series")
+    for k in sorted(set(a.extras) | set(b.extras)):
+        xa, xb = a.extras.get(k), b.extras.get(k)
+        same = (xa.equals(xb) if isinstance(xa, pd.DataFrame) and isinstance(xb, pd.DataFrame)
+                else repr(xa) == repr(xb))
+        if not same:
+            raise DeterminismError(f"determinism: same seed, different extras[{k!r}]")
+    return a
