@@ -30,6 +30,7 @@ demo: install
 
 ## test: run the default test suite (slow tests excluded)
 test: install-dev
+	$(BIN)/ruff check simulator analysis tests benchmarks examples
 	$(BIN)/python -m pytest
 
 ## test-slow: the long statistical checks

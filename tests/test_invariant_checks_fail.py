@@ -41,7 +41,7 @@ def test_catches_start_before_arrival(result) -> None:
     def mutate(r):
         i = r.records.index[r.records["outcome"] == "completed"][5]
         r.records.loc[i, "start_s"] = r.records.loc[i, "arrival_s"] - 1.0
-    with pytest.raises(InvariantError, match="causality|before it arrived"):
+    with pytest.raises(InvariantError, match=r"causality|before it arrived"):
         check_invariants(_broken(result, mutate))
 
 

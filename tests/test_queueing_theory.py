@@ -27,7 +27,7 @@ def test_mmc_mean_wait_matches_erlang_c(c: int, rho: float) -> None:
     lam = rho * c  # mu = 1/s
     d = mmc_dict(c=c, lam=lam, duration_s=6000, warmup_s=500)
     waits = _mean_waits(d)
-    mean, lo, hi = t_interval(waits)
+    _, lo, hi = t_interval(waits)
     theory = mmc_mean_wait(c, lam, 1.0)
     assert lo <= theory <= hi, f"Erlang C {theory:.4f} s outside 95% CI [{lo:.4f}, {hi:.4f}]"
     # and the interval is informative (not so wide that anything passes)
@@ -42,7 +42,7 @@ def test_mg1_mean_wait_matches_pollaczek_khinchine(dist: str, cv: float) -> None
     d = mmc_dict(c=1, lam=lam, duration_s=8000, warmup_s=500,
                  service={"time": {"distribution": dist, "mean_ms": 1000.0, "cv": cv}})
     waits = _mean_waits(d)
-    mean, lo, hi = t_interval(waits)
+    _, lo, hi = t_interval(waits)
     theory = pk_mean_wait(lam, mean_s, (cv * mean_s) ** 2)
     assert lo <= theory <= hi, f"P-K {theory:.4f} s outside 95% CI [{lo:.4f}, {hi:.4f}]"
 

@@ -101,9 +101,9 @@ def test_set_overrides_reach_list_items_by_name_and_index(tmp_path: Path) -> Non
     assert load_scenario(p, ["cluster.pools.0.nodes=3"]).cluster.pools[0].nodes == 3
     sc = load_scenario(p, ["policy.batching={ name = 'dynamic', max_batch = 8 }"])
     assert sc.policy.batching.max_batch == 8
-    with pytest.raises(ScenarioError, match="no list item named or numbered 'cpu'"):
+    with pytest.raises(ScenarioError, match=r"no list item named or numbered 'cpu'"):
         load_scenario(p, ["cluster.pools.cpu.nodes=3"])
-    with pytest.raises(ScenarioError, match="cluster.pools.gpu.nodes"):
+    with pytest.raises(ScenarioError, match=r"cluster\.pools\.gpu\.nodes"):
         load_scenario(p, ["cluster.pools.gpu.nodes=many"])
 
 

@@ -38,4 +38,5 @@ def test_scenario_reference_is_up_to_date(root: Path) -> None:
     from simulator.docgen import render
 
     committed = (root / "docs/scenario-reference.md").read_text()
-    assert committed == render() + "\n", "run: python -m simulator.docgen > docs/scenario-reference.md"
+    hint = "run: python -m simulator.docgen > docs/scenario-reference.md"
+    assert committed == render() + "\n", hint
