@@ -26,22 +26,25 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simulator.cluster import DRAINING, FAILED, LOADING, READY, NodeTable, Pool
+from simulator.cluster import FAILED, LOADING, READY, NodeTable, Pool
+from simulator.engine_fleet import FleetHooks
+from simulator.engine_overload import Overload
+from simulator.engine_push import PushDispatch
 from simulator.fleet import Fleet
 from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.policies.batching import NoBatching
 from simulator.policies.views import BatchDecision, QueueView
-from simulator.queues import CentralQueue, NodeQueue, PriorityQueue
+from simulator.queues import NodeQueue
 from simulator.recorder import Recorder, RecordSink
-from simulator.requests import COMPLETED, DROPPED, RequestTable
+from simulator.requests import COMPLETED, RequestTable
 from simulator.rng import BufferedRandom, stream
 from simulator.scenario import Scenario, ScenarioError
 from simulator.service import build_service
 from simulator.workload import Workload
 
 
-class Simulation:
+class Simulation(PushDispatch, FleetHooks, Overload):
     """One run of one scenario with one seed."""
 
     def __init__(self, sc: Scenario, seed: int | None = None, records: str | None = None,
@@ -292,19 +295,6 @@ class Simulation:
             self.in_service -= k
             self._pool_in_service[pi] -= k
 
-    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        """Per-node dispatch: route each arriving request to a node's queue."""
-        env = self.env
-        tab = self.table
-        gid = 0
-        while tab.ensure(gid):
-            t = float(tab.t[gid - tab.base])
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            self._route(gid)
-            gid += 1
-            self._next_gid = gid
-
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
         """Fill the time series at each interval boundary (and note busy time at warm-up)."""
         env = self.env
@@ -446,324 +436,6 @@ class Simulation:
             ev = self._wake[j]
             assert ev is not None
             ev.succeed(batch)
-
-    # ------------------------------------------------------------------ per-node dispatch
-    def _route(self, gid: int, requeue: bool = False) -> None:
-        tab = self.table
-        nodes = self.nodes
-        now = self.env.now
-        i = gid - tab.base
-        if not self._any_ready():
-            tab.outcome[i] = DROPPED
-            tab.finish[i] = now
-            return
-        j = self.router.choose(nodes.view, self.route_rng, now)
-        if nodes.queue_len[j] >= nodes.view.capacity and not requeue:
-            tab.outcome[i] = DROPPED
-            tab.finish[i] = now
-            return
-        self.node_q[j].ids.append(gid)
-        nodes.queue_len[j] += 1
-        nodes.queued_work_s[j] += self._svc[j].mean_time(1, int(tab.size[i]))
-        if self._waiting[j] and nodes.queue_len[j] >= self._wake_size[j]:
-            self._wake_node(j)
-
-    def _wake_node(self, j: int) -> None:
-        self._waiting[j] = False
-        self._node_timer_gen[j] += 1
-        ev = self._wake[j]
-        if ev is not None and not ev.triggered:
-            ev.succeed(None)
-
-    def _take_node(self, j: int) -> range | np.ndarray | None:
-        q = self.node_q[j]
-        nodes = self.nodes
-        now = self.env.now
-        if self.has_timeouts:
-            self._expire_node(j, q, now)
-        while len(q):
-            if self._fast:
-                gid = q.ids.popleft()
-                batch: range | np.ndarray = range(gid, gid + 1)
-                taken = [gid]
-            else:
-                dec = self._ask(self.batchers[j], q, now)
-                if dec.take <= 0:
-                    return self._wait_node(j, dec)
-                batch = q.take(min(dec.take, self.batchers[j].max_batch))
-                taken = batch.tolist()
-            tab = self.table
-            svc = self._svc[j]
-            nodes.queue_len[j] -= len(taken)
-            for gid in taken:
-                nodes.queued_work_s[j] -= svc.mean_time(1, int(tab.size[gid - tab.base]))
-            if nodes.queue_len[j] == 0:
-                nodes.queued_work_s[j] = 0.0
-            if self.has_timeouts:
-                batch = self._drop_expired(batch, now)
-                if not len(batch):
-                    continue
-            return batch
-        self._waiting[j] = True
-        self._wake_size[j] = 1
-        return None
-
-    def _wait_node(self, j: int, dec: BatchDecision) -> None:
-        self._waiting[j] = True
-        self._wake_size[j] = dec.wake_at_size or 10**18
-        if dec.wait_until_s is not None and dec.wait_until_s < self.duration_s:
-            self._node_timer_gen[j] += 1
-            gen = self._node_timer_gen[j]
-            ev = self.env.timeout(max(dec.wait_until_s - self.env.now, 0.0))
-            ev.callbacks.append(
-                lambda _e: self._wake_node(j) if self._node_timer_gen[j] == gen else None)
-        return None
-
-    def _expire_node(self, j: int, q: NodeQueue, now: float) -> None:
-        gone = q.expire(now, self.timeout_s, self.table)
-        if gone:
-            tab = self.table
-            self.nodes.queue_len[j] -= len(gone)
-            for gid in gone:
-                self.nodes.queued_work_s[j] -= self._svc[j].mean_time(
-                    1, int(tab.size[gid - tab.base]))
-            if self.nodes.queue_len[j] == 0:
-                self.nodes.queued_work_s[j] = 0.0
-
-    # ================================================================== overload behaviour
-    def _make_queue(self) -> Any:
-        """The central queue: plain FIFO, or priority levels when classes differ."""
-        sc = self.sc
-        adm = sc.policy.admission
-        classes = sc.workload.classes
-        prios = sorted({c.priority for c in classes}, reverse=True)
-        if len(prios) == 1 and all(c.max_queue_length is None for c in classes):
-            q: Any = CentralQueue(self.table, adm.max_queue_length)
-        else:
-            level = np.asarray([prios.index(c.priority) for c in classes])
-            limits = [max((c.max_queue_length or adm.max_queue_length) for c in classes
-                          if c.priority == pr) for pr in prios]
-            q = PriorityQueue(self.table, adm.max_queue_length, level, limits)
-        deg = sc.policy.degradation
-        self._fallback = None
-        self._deg_rng = stream(self.seed, "degradation")
-        if deg.enabled and deg.mode == "cache":
-            q.divert = self._divert_to_cache
-        elif deg.enabled:
-            self._fallback = [self._fallback_service(p) for p in self.pools]
-        return q
-
-    def _fallback_service(self, p: Pool) -> Any:
-        """The cheaper variant a pool switches to while degraded (variant mode)."""
-        deg = self.sc.policy.degradation
-        cfg = self.sc.pool_service(p.cfg)
-        if cfg.profile is None or deg.fallback_variant is None:
-            raise ScenarioError(f"{self.sc.source}: field 'policy.degradation.fallback_variant':"
-                                " variant mode needs pools with a profile and a fallback_variant")
-        vcfg = cfg.model_copy(update={"variant": deg.fallback_variant})
-        try:
-            return build_service(vcfg, stream(self.seed, f"fallback:{p.name}"),
-                                 self.sc.resolve_path(cfg.profile))
-        except ValueError as exc:
-            raise ScenarioError(f"{self.sc.source}: field 'policy.degradation."
-                                f"fallback_variant': {exc}") from None
-
-    def _overloaded_now(self) -> bool:
-        deg = self.sc.policy.degradation
-        return self.queue.max_wait_s(self.env.now) * 1000.0 > deg.queue_delay_ms
-
-    def _divert_to_cache(self, ids: np.ndarray) -> np.ndarray:
-        """Cache mode: while degraded, a share of arrivals get the cached default list."""
-        if not self.queue.len or not self._overloaded_now():
-            return np.zeros(len(ids), dtype=bool)
-        deg = self.sc.policy.degradation
-        mask = self._deg_rng.random(len(ids)) < deg.share
-        tab = self.table
-        loc = ids[mask] - tab.base
-        tab.start[loc] = tab.t[loc]
-        tab.finish[loc] = tab.t[loc] + deg.cache_latency_ms / 1000.0
-        tab.outcome[loc] = COMPLETED
-        tab.degraded[loc] = 1
-        return mask
-
-    def _degrade_batch(self) -> bool:
-        """Variant mode: serve this batch with the fallback variant?"""
-        if not self.central or not self._overloaded_now():
-            return False
-        return bool(self._deg_rng.random() < self.sc.policy.degradation.share)
-
-    def quality_loss_per_degraded(self) -> float:
-        """AUC lost per degraded request (configured, else measured for the variant)."""
-        deg = self.sc.policy.degradation
-        if deg.quality_loss is not None:
-            return deg.quality_loss
-        if deg.mode == "cache":
-            return 0.05
-        svc = self._fallback[0] if self._fallback else None
-        q = getattr(getattr(svc, "variant", None), "quality", None)
-        return abs(q.auc_delta) if q is not None and q.auc_delta is not None else 0.0
-
-    # ================================================================== fleet hooks
-    def _preference_order(self) -> list[int]:
-        """Pool indices in the order idle nodes take work (central dispatch)."""
-        pref = self.sc.policy.pool_preference
-        idx = list(range(len(self.pools)))
-        if pref == "cheapest":
-            return sorted(idx, key=lambda i: self.pools[i].cfg.price_per_hour_usd)
-        if pref == "fastest":
-            return sorted(idx, key=lambda i: self.pools[i].service.mean_time(1, 1))
-        return idx
-
-    def _pop_idle(self) -> int:
-        """An idle ready node, from the preferred pool."""
-        self._n_idle -= 1
-        if len(self.idle) == 1:
-            return self.idle[0].popleft()
-        if self.sc.policy.pool_preference == "weighted":
-            cand = [i for i in range(len(self.pools)) if self.idle[i]]
-            w = np.asarray([self.pools[i].cfg.weight for i in cand])
-            u = self.fleet.rng[self.pools[0].name].random() * w.sum()
-            return self.idle[cand[int(np.searchsorted(np.cumsum(w), u, side="right"))]
-                             ].popleft()
-        for i in self._pool_order:
-            if self.idle[i]:
-                return self.idle[i].popleft()
-        raise RuntimeError("no idle node")
-
-    def _kick(self) -> None:
-        """A node became ready or work was requeued: let idle nodes look at the queue."""
-        if self.central:
-            self._arm(self.env.now)
-        else:
-            for j in np.flatnonzero(self.nodes.ready).tolist():
-                if self._waiting[j] and len(self.node_q[j]):
-                    self._wake_node(j)
-
-    def _unidle(self, j: int) -> bool:
-        """Remove node j from the idle structures; True if it was waiting."""
-        if self.central:
-            dq = self.idle[self.nodes.pool_of[j]]
-            if j in dq:
-                dq.remove(j)
-                self._n_idle -= 1
-        else:
-            self._waiting[j] = False
-        ev = self._wake[j]
-        return ev is not None and not ev.triggered
-
-    def stop_taking(self, p: Pool, j: int) -> None:
-        """Node j takes no new work (draining, or a preemption notice)."""
-        if self.nodes.state[j] not in (READY,):
-            return
-        self.fleet.set_state(p, j, DRAINING)
-        if self._unidle(j):
-            ev = self._wake[j]
-            assert ev is not None
-            ev.succeed(None)
-
-    def drain_ready(self, p: Pool, k: int) -> int:
-        """Drain up to k ready nodes of pool p, idle ones first; returns how many."""
-        if k <= 0:
-            return 0
-        ready = [j for j in p.slots if self.nodes.state[j] == READY]
-        ready.sort(key=lambda j: (self._current[j] is not None, -p.birth_s.get(j, 0.0)))
-        for j in ready[:k]:
-            self.stop_taking(p, j)
-        return min(k, len(ready))
-
-    def _release(self, j: int, cause: str) -> None:
-        """Node j stops abruptly: its batch in service is requeued or lost."""
-        p = self._pool_of[j]
-        self._unidle(j)
-        tab = self.table
-        nodes = self.nodes
-        batch = self._current[j]
-        lose = False
-        if cause == "preempt" and p.cfg.spot is not None:
-            lose = p.cfg.spot.on_preempt == "lose"
-        elif cause == "fail" and p.cfg.failures is not None:
-            lose = p.cfg.failures.on_failure == "lose"
-        now = self.env.now
-        if batch is not None:
-            self._current[j] = None
-            ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
-            k = len(ids)
-            started = self._bstart[j]
-            nodes.busy[j] = 0
-            p.n_busy -= 1
-            p.busy_start_sum_s -= started
-            p.busy_done_s += now - started
-            self.in_service -= k
-            self._pool_in_service[p.index] -= k
-            self._requeue_or_lose(ids, lose, p)
-        if not self.central and len(self.node_q[j]):
-            q = self.node_q[j]
-            ids = np.fromiter(q.ids, dtype=np.int64, count=len(q))
-            q.ids.clear()
-            nodes.queue_len[j] = 0
-            nodes.queued_work_s[j] = 0.0
-            self._requeue_or_lose(ids, lose, p)
-        self._kick()
-        _ = tab
-
-    def _requeue_or_lose(self, ids: np.ndarray, lose: bool, p: Pool) -> None:
-        tab = self.table
-        loc = ids - tab.base
-        if lose:
-            tab.outcome[loc] = DROPPED
-            tab.finish[loc] = self.env.now
-            p.lost_requests += len(ids)
-            return
-        p.requeued_requests += len(ids)
-        tab.start[loc] = np.nan
-        tab.node[loc] = -1
-        if self.central:
-            self.queue.push_front(ids)
-        else:
-            for gid in ids.tolist():
-                self._route(gid, requeue=True)
-
-    def _any_ready(self) -> bool:
-        return any(p.counts[READY] for p in self.pools)
-
-    def arrivals_so_far(self) -> int:
-        """Requests arrived up to now (all classes, including rejected ones)."""
-        if self.central:
-            self.queue.materialize(self.env.now)
-            return self.queue.tail
-        return self._next_gid
-
-    def pool_share(self, p: Pool) -> float:
-        """Pool p's share of the traffic: its share of ready nodes (1 for a lone pool)."""
-        if len(self.pools) == 1:
-            return 1.0
-        total = sum(q.counts[READY] for q in self.pools)
-        return p.counts[READY] / total if total else 1.0 / len(self.pools)
-
-    def queue_length_for(self, p: Pool) -> float:
-        if self.central:
-            return self.queue.len * self.pool_share(p)
-        return float(self.nodes.queue_len[p.slots.start:p.slots.stop].sum())
-
-    def in_service_for(self, p: Pool) -> int:
-        return self._pool_in_service[p.index]
-
-    def mean_items(self) -> int:
-        """Mean items per request (share-weighted class means, capped)."""
-        cl = self.sc.workload.classes
-        tot = sum(c.share for c in cl)
-        return max(1, round(sum(c.share * min(c.size.mean, c.size.max) for c in cl) / tot))
-
-    def forecast_for(self, p: Pool) -> Any:
-        """The prior rate curve (last season's shape) for predictive policies, or None."""
-        if self.workload.trace is not None:
-            return None
-        curve = self.workload.curve
-
-        def f(t: float) -> float:
-            return float(curve.rate(np.array([t]))[0]) * self.pool_share(p)
-
-        return f
 
     # ================================================================== end of run
     def _finish(self) -> None:
