@@ -121,7 +121,9 @@ def resolve_warmup(runner: Runner, base: Base, variants: Sequence[Sequence[Overr
     all variants share one measurement window (needed for paired comparisons).
     """
     if warmup is None:
-        return [], {"method": "fixed (scenario)", "warmup_s": base.validate().simulation.warmup_s}
+        first = variants[0] if variants else ()
+        return [], {"method": "fixed (scenario)",
+                    "warmup_s": base.validate(first).simulation.warmup_s}
     if not isinstance(warmup, str) or not warmup.startswith("mser"):
         w = float(warmup)
         return [("simulation.warmup_s", w)], {"method": "fixed", "warmup_s": w}
