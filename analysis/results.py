@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.output import flatten
+
 #: Sections of a scenario: a dotted column starting with one is a sweep parameter.
 SCENARIO_SECTIONS = frozenset({"simulation", "workload", "service", "cluster", "policy",
                                "sla", "cost"})
@@ -113,18 +115,6 @@ class SweepResults:
 
 
 Results = RunResults | CompareResults | SweepResults
-
-
-def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Target: >= 1,000,000 simulated requests per wall second.
 from __future__ import annotations
 
 import argparse
+import bisect
 import heapq
 import time
 
@@ -37,7 +38,7 @@ def heapq_loop(seconds: float, seed: int = 1) -> int:
             ready_t = min(arr[head] + WAIT_S, full_t)
             if ready_t > now:
                 break
-            k = min(MAX_BATCH, np.searchsorted(arr, now, side="right") - head)
+            k = min(MAX_BATCH, bisect.bisect_right(arr, now) - head)
             head += k
             served += k
             free -= 1

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, unwrap_annotation
 
 
 def _type_name(ann: Any) -> str:
@@ -37,15 +37,7 @@ def _type_name(ann: Any) -> str:
 def _models(model: type[BaseModel], prefix: str, out: list[tuple[str, type[BaseModel]]]) -> None:
     out.append((prefix, model))
     for name, f in model.model_fields.items():
-        ann = f.annotation
-        for _ in range(4):
-            origin = typing.get_origin(ann)
-            if origin in (typing.Union, types.UnionType):
-                ann = next(a for a in typing.get_args(ann) if a is not type(None))
-            elif origin in (list, typing.Annotated):
-                ann = typing.get_args(ann)[0]
-            else:
-                break
+        ann = unwrap_annotation(f.annotation)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             listy = typing.get_origin(f.annotation) is list
             _models(ann, f"{prefix}.{name}" + ("[]" if listy else "") if prefix else name, out)

@@ -19,7 +19,7 @@ import math
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+
+from simulator.output import flatten
 
 Override = tuple[str, Any]
 WAIT_EXCEEDS = re.compile(r"wait_exceeds:([0-9.eE+-]+)")
@@ -213,18 +215,6 @@ def wait_exceeds(records: pd.DataFrame, warmup_s: float, t_ms: float) -> float:
         return math.nan
     w = sel["queue_wait_ms"].to_numpy(dtype=float)
     return float(np.mean(~(w <= t_ms)))
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 class Runner:

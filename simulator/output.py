@@ -27,6 +27,18 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` then rename tmp onto ``path``: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)

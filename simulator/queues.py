@@ -17,18 +17,20 @@ import numpy as np
 from simulator.requests import DROPPED, TIMED_OUT, RequestTable
 
 
-class CentralQueue:
-    """Shared FIFO over global request ids with lazy admission and a length limit."""
+class _LazyAdmission:
+    """Lazy admission shared by the central queues: arrivals enter when the engine looks.
 
-    def __init__(self, table: RequestTable, max_len: int) -> None:
-        self.table = table
-        self.max_len = max_len
-        self.runs: deque[list[int]] = deque()  # [first id, end id) of admitted, waiting ids
-        self.len = 0
-        self.tail = 0  # every id below tail has been admitted or rejected
-        self.rejected = 0
-        self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
-        self._next_t = -np.inf  # arrival time of id `tail` (cached), s
+    Subclasses hold ``table``, ``tail`` (every id below has been admitted or rejected), ``len``
+    and ``_next_t`` (the arrival time of id ``tail``, cached), and implement ``_admit_upto``.
+    """
+
+    table: RequestTable
+    tail: int
+    len: int
+    _next_t: float
+
+    def _admit_upto(self, j: int) -> None:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ admission
     def materialize(self, now_s: float) -> None:
@@ -53,6 +55,31 @@ class CentralQueue:
                 self._admit_upto(tab.end)
             if tab.loaded_until > now_s or not tab.load_next():
                 return
+
+    def fill_time(self, size: int) -> float:
+        """Arrival time at which ``size`` requests will be waiting (inf if never)."""
+        gid = self.tail + (size - self.len) - 1
+        if gid < self.tail:
+            return -np.inf
+        tab = self.table
+        if not tab.ensure(gid):
+            return np.inf
+        return float(tab.t[gid - tab.base])
+
+
+
+class CentralQueue(_LazyAdmission):
+    """Shared FIFO over global request ids with lazy admission and a length limit."""
+
+    def __init__(self, table: RequestTable, max_len: int) -> None:
+        self.table = table
+        self.max_len = max_len
+        self.runs: deque[list[int]] = deque()  # [first id, end id) of admitted, waiting ids
+        self.len = 0
+        self.tail = 0  # every id below tail has been admitted or rejected
+        self.rejected = 0
+        self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
+        self._next_t = -np.inf  # arrival time of id `tail` (cached), s
 
     def _admit_upto(self, j: int) -> None:
         n = j - self.tail
@@ -199,15 +226,6 @@ class CentralQueue:
             n += 1
         return n
 
-    def fill_time(self, size: int) -> float:
-        """Arrival time at which ``size`` requests will be waiting (inf if never)."""
-        gid = self.tail + (size - self.len) - 1
-        if gid < self.tail:
-            return -np.inf
-        tab = self.table
-        if not tab.ensure(gid):
-            return np.inf
-        return float(tab.t[gid - tab.base])
 
 
 class NodeQueue:
@@ -287,7 +305,7 @@ class IdRing:
         return ids
 
 
-class PriorityQueue:
+class PriorityQueue(_LazyAdmission):
     """Central queue with priority levels (Triton priority levels: higher served first).
 
     Each level is a FIFO; a batch takes from the highest non-empty level first and fills up
@@ -306,20 +324,7 @@ class PriorityQueue:
         self.tail = 0
         self.rejected = 0
         self.divert: object = None
-
-    def materialize(self, now_s: float) -> None:
-        tab = self.table
-        while True:
-            if self.tail < tab.end:
-                if tab.t[self.tail - tab.base] > now_s:
-                    return
-                if tab.last_time > now_s:
-                    j = tab.base + int(np.searchsorted(tab.t, now_s, side="right"))
-                    self._admit_upto(j)
-                    return
-                self._admit_upto(tab.end)
-            if tab.loaded_until > now_s or not tab.load_next():
-                return
+        self._next_t = -np.inf
 
     def _admit_upto(self, j: int) -> None:
         if j <= self.tail:
@@ -410,15 +415,6 @@ class PriorityQueue:
                 tab.finish[i] = deadline
                 n += 1
         return n
-
-    def fill_time(self, size: int) -> float:
-        gid = self.tail + (size - self.len) - 1
-        if gid < self.tail:
-            return -np.inf
-        tab = self.table
-        if not tab.ensure(gid):
-            return np.inf
-        return float(tab.t[gid - tab.base])
 
     def max_wait_s(self, now_s: float) -> float:
         """Longest current wait over all levels, s."""

@@ -505,8 +505,6 @@ def _format_loc(raw: Any, loc: tuple[Any, ...]) -> str:
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model class that owns the field at ``loc`` (for listing allowed keys)."""
-    import types
-    import typing
 
     model: Any = Scenario
     for item in loc[:-1]:
@@ -517,18 +515,24 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         field = model.model_fields.get(str(item))
         if field is None:
             return None
-        ann = field.annotation
-        # unwrap Optional / list / Annotated
-        for _ in range(4):
-            origin = typing.get_origin(ann)
-            if origin in (typing.Union, types.UnionType):
-                ann = next(a for a in typing.get_args(ann) if a is not type(None))
-            elif origin in (list, typing.Annotated):
-                ann = typing.get_args(ann)[0]
-            else:
-                break
-        model = ann
+        model = unwrap_annotation(field.annotation)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def unwrap_annotation(ann: Any) -> Any:
+    """The inner type of ``X | None``, ``list[X]`` and ``Annotated[X, ...]`` (nested too)."""
+    import types
+    import typing
+
+    for _ in range(4):
+        origin = typing.get_origin(ann)
+        if origin in (typing.Union, types.UnionType):
+            ann = next(a for a in typing.get_args(ann) if a is not type(None))
+        elif origin in (list, typing.Annotated):
+            ann = typing.get_args(ann)[0]
+        else:
+            break
+    return ann
 
 
 def format_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
