@@ -176,40 +176,20 @@ def calibrate_overheads(model: Callable[..., torch.Tensor], cfg: ModelConfig,
                         fitted_ms: Callable[[np.ndarray], np.ndarray], max_batch: int,
                         max_wait_ms: float, seconds: float, load: float = 0.45,
                         start: tuple[float, float] = (0.0, 0.0), seed: int = 11,
-                        high_load: float = 0.75) -> tuple[float, float, float]:
-    """Measure serving overheads in two short serving runs and fit them on both together.
-
-    The first run is at ``load`` x the capacity the current estimate promises (small batches),
-    the second at ``high_load`` x the capacity corrected by the first run (near-full batches):
-    only batches of many sizes identify the per-item cost, which a low-load run alone misses.
-    Returns (overhead_ms_per_batch, overhead_ms_per_item, timer slack ms).
-    """
+                        ) -> tuple[float, float, float]:
+    """Measure serving overheads in two short serving runs: the first at ``load`` x the capacity
+    the current estimate promises (isolated fit + ``start`` overheads, which over-promises), the
+    second at ``load`` x the capacity corrected by the first run's overheads. Returns
+    (overhead_ms_per_batch, overhead_ms_per_item, timer slack ms)."""
     oh = start
     slack = 0.12
-    runs: list[ServingResult] = []
-    for step, frac in enumerate((load, high_load)):
+    for step in range(2):
         svc = float(fitted_ms(np.array(float(max_batch)))) + oh[0] + oh[1] * max_batch
-        rate = min(frac * max_batch / svc * 1e3, MAX_GENERATOR_QPS)
-        dur = seconds * (0.5 if step == 0 else 1.0)
+        rate = min(load * max_batch / svc * 1e3, MAX_GENERATOR_QPS)
+        dur = seconds * (0.4 if step == 0 else 1.0)
         res = serve(model, cfg, rate, dur, max_batch, max_wait_ms,
                     warmup_s=min(1.0, dur / 4), seed=seed + step)
-        runs.append(res)
-        oh = serving_overheads(_pooled(runs), fitted_ms)
+        oh = serving_overheads(res, fitted_ms)
         if len(res.timer_overshoot_ms):
             slack = float(np.median(res.timer_overshoot_ms))
     return oh[0], oh[1], slack
-
-
-def _pooled(runs: list[ServingResult]) -> ServingResult:
-    """The measured batches of several serving runs as one (only batch fields are used)."""
-    sel = [r.batch_start >= r.warmup_s for r in runs]
-    cat = np.concatenate
-    return ServingResult(
-        rate_qps=runs[-1].rate_qps, duration_s=sum(r.duration_s for r in runs), warmup_s=0.0,
-        latency_ms=cat([r.latency_ms for r in runs]),
-        batch_items=cat([r.batch_items[m] for r, m in zip(runs, sel, strict=True)]),
-        batch_start=cat([r.batch_start[m] for r, m in zip(runs, sel, strict=True)]),
-        batch_ms=cat([r.batch_ms[m] for r, m in zip(runs, sel, strict=True)]),
-        timer_overshoot_ms=cat([r.timer_overshoot_ms for r in runs]),
-        utilization=runs[-1].utilization, achieved_qps=runs[-1].achieved_qps,
-    )
