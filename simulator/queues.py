@@ -49,8 +49,15 @@ class _LazyAdmission:
                 if tab.t[self.tail - tab.base] > now_s:
                     return
                 if tab.last_time > now_s:
-                    j = tab.base + int(np.searchsorted(tab.t, now_s, side="right"))
-                    self._admit_upto(j)
+                    # usually only a few requests arrived since the last look: scan them
+                    t, i = tab.t, self.tail - tab.base
+                    stop = min(i + 8, len(t))
+                    k = i + 1
+                    while k < stop and t[k] <= now_s:
+                        k += 1
+                    if k == stop and k < len(t) and t[k] <= now_s:
+                        k = int(np.searchsorted(t, now_s, side="right"))
+                    self._admit_upto(tab.base + k)
                     return
                 self._admit_upto(tab.end)
             if tab.loaded_until > now_s or not tab.load_next():
