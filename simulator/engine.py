@@ -142,8 +142,6 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         if not self.central:
             self._fallback = None
         self.fleet = Fleet(self, autoscalers)
-        self.in_service = 0
-        self.batches = 0
         self.max_batch_seen = 0
         self._busy_at_warmup: list[float] | None = None
         self._billed_at_warmup: list[float] | None = None
@@ -215,6 +213,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         ready = self._ready_py
         current = self._current
         bstart = self._bstart
+        needs_items = svc.needs_items or self._fallback is not None
         while True:
             if not ready[j] and (central or not len(self.node_q[j])):
                 return
@@ -235,7 +234,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
                 a = batch.start - base
                 k = len(batch)
                 if k == 1:
-                    items = int(tab.size[a])
+                    items = int(tab.size[a]) if needs_items else 1
                     tab.start[a] = now
                     tab.node[a] = j
                 else:
@@ -262,10 +261,8 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             bstart[j] = now
             pool.n_busy += 1
             pool.busy_start_sum_s += now
-            self.in_service += k
             self._pool_in_service[pi] += k
             current[j] = batch
-            self.batches += 1
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
             yield env.timeout(dt)
@@ -292,7 +289,6 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             pool.busy_done_s += now - bstart[j]
             pool.batches += 1
             pool.served += k
-            self.in_service -= k
             self._pool_in_service[pi] -= k
 
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
@@ -323,7 +319,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         s.busy_nodes[k] = (sum(busy) - sum(self._prev_busy)) / width if width > 0 else 0.0
         s.provisioned_nodes[k] = sum(p.billed for p in self.pools)
         s.queue_len[k] = self._queue_length()
-        s.in_system[k] = s.queue_len[k] + self.in_service
+        s.in_system[k] = s.queue_len[k] + sum(self._pool_in_service)
         self._prev_busy = busy
         self.fleet.sample(k)
 

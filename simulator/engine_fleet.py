@@ -104,7 +104,6 @@ class FleetHooks:
             p.n_busy -= 1
             p.busy_start_sum_s -= started
             p.busy_done_s += now - started
-            self.in_service -= k
             self._pool_in_service[p.index] -= k
             self._requeue_or_lose(ids, lose, p)
         if not self.central and len(self.node_q[j]):

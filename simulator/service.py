@@ -25,6 +25,7 @@ class ServiceModel(Protocol):
 
     model_bytes: int
     load_time_s: float
+    needs_items: bool  # False when the batch time ignores how many items it holds
 
     def sample(self, n_requests: int, n_items: int) -> float:
         """Service time of one batch, s."""
@@ -45,6 +46,7 @@ class AnalyticService:
         self.per_request_s = t.per_request_ms / 1000.0
         self.per_item_s = t.per_item_ms / 1000.0
         self.speed = cfg.speed
+        self.needs_items = self.per_item_s > 0  # batch time depends on items per batch
         self.model_bytes = 0
         self.load_time_s = 0.0
         self._rng = rng
@@ -76,6 +78,7 @@ class ProfileService:
     def __init__(self, variant: VariantProfile, speed: float, rng: np.random.Generator) -> None:
         self.variant = variant
         self.speed = speed
+        self.needs_items = True
         self.model_bytes = variant.model_bytes
         self.load_time_s = variant.load_time_s + variant.first_call_ms / 1000.0
         self._resid = np.asarray(variant.residuals, dtype=float)

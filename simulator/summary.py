@@ -99,8 +99,9 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         },
         "overloaded": overloaded,
         "overload_reason": reason,
-        "batches": {"count": sim.batches, "mean_size": (sum(p.served for p in sim.pools)
-                                                        / max(sim.batches, 1)),
+        "batches": {"count": sum(p.batches for p in sim.pools),
+                    "mean_size": (sum(p.served for p in sim.pools)
+                                  / max(sum(p.batches for p in sim.pools), 1)),
                     "max_size": sim.max_batch_seen},
         "pools": pools,
         "classes": {name: st.summary(float(rec.slo_ms[i]))
