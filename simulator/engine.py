@@ -214,6 +214,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         current = self._current
         bstart = self._bstart
         needs_items = svc.needs_items or self._fallback is not None
+        track_nodes = self.records_mode != "none"  # the node column is only for records
         while True:
             if not ready[j] and (central or not len(self.node_q[j])):
                 return
@@ -236,11 +237,13 @@ class Simulation(PushDispatch, FleetHooks, Overload):
                 if k == 1:
                     items = int(tab.size[a]) if needs_items else 1
                     tab.start[a] = now
-                    tab.node[a] = j
+                    if track_nodes:
+                        tab.node[a] = j
                 else:
                     items = tab.items(batch.start, batch.stop)
                     tab.start[a:a + k] = now
-                    tab.node[a:a + k] = j
+                    if track_nodes:
+                        tab.node[a:a + k] = j
             else:
                 k = len(batch)
                 loc = batch - base
