@@ -57,9 +57,9 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=2) as ex:
         results = dict(ex.map(run_policy, POLICIES))
     t = Table(title="Singles' Day night: cost (USD) and SLA by scaling policy")
-    for col in ("policy", "total $", "compute $", "penalty $", "viol. %", "p99 ms", "node-h",
-                "max n"):
-        t.add_column(col, justify="right" if col != "policy" else "left")
+    t.add_column("policy", no_wrap=True, min_width=13)
+    for col in ("total", "compute", "penalty", "viol %", "p99 ms", "node-h", "max n"):
+        t.add_column(col, justify="right")
     for name, s in results.items():
         c = s["cost_usd"]
         t.add_row(name, f"{c['total']:,.2f}", f"{c['compute']:,.2f}",
