@@ -174,7 +174,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
              dask: str | None, out: Path | None) -> None:
     """Find the cheapest setting of the --vary knobs meeting every --constraint with 95%
     confidence."""
-    from simulator.experiment import plan
+    from simulator.planner import plan
 
     try:
         with warnings.catch_warnings(record=True):

@@ -17,15 +17,13 @@ from simulator.cli import main
 from simulator.executors import SerialExecutor
 from simulator.experiment import (
     ExperimentWarning,
-    Vary,
     compare,
     load_base,
     parse_variants,
-    plan,
     replication_seed,
-    smallest_feasible,
     sweep,
 )
+from simulator.planner import Vary, plan, smallest_feasible
 from simulator.scenario import ScenarioError
 from tests.conftest import mmc_dict
 

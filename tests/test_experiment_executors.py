@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from simulator.executors import DaskExecutor, PoolExecutor, SerialExecutor, make_executor
-from simulator.experiment import compare, plan, sweep
+from simulator.experiment import compare, sweep
+from simulator.planner import plan
 from tests.conftest import mmc_dict
 
 SCENARIO = mmc_dict(duration_s=800, warmup_s=80)
