@@ -9,420 +9,48 @@ Field units are in the names: ``_s`` seconds, ``_ms`` milliseconds, ``_qps`` req
 from __future__ import annotations
 
 import copy
-import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
-from simulator.policies.registry import allowed_names
-
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
+    AdmissionCfg,
+    ArrivalCfg,
+    BatchingCfg,
+    ClusterCfg,
+    CostCfg,
+    DegradationCfg,
+    DelayCfg,
+    DiurnalCfg,
+    FailureCfg,
+    MmppState,
+    PeakCfg,
+    PolicyCfg,
+    PoolCfg,
+    RequestClassCfg,
+    RoutingCfg,
+    ServiceCfg,
+    ServiceTimeCfg,
+    SimulationCfg,
+    SizeCfg,
+    SlaCfg,
+    SpotCfg,
+    TraceCfg,
+    WorkloadCfg,
+    _Model,
+)
 
 
 class ScenarioError(ValueError):
     """A scenario (file, override or dict) is invalid. The message names file and field."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
-
-
-# ----------------------------------------------------------------------------- simulation
-class SimulationCfg(_Model):
-    duration_s: PosFloat = Field(description="simulated horizon, s")
-    warmup_s: NonNegFloat = Field(0.0, description="statistics ignore arrivals before this, s")
-    seed: int = Field(0, ge=0, description="experiment seed; every random stream derives from it")
-    timeseries_interval_s: PosFloat = Field(10.0, description="time-series row width, s")
-    start_hour: float = Field(
-        0.0, ge=0, lt=24, description="wall-clock hour at t = 0 (diurnal curves use clock time)"
-    )
-    records: str = Field(
-        "auto",
-        description="per-request Parquet records: all | none | sample:P (0<P<=1) | auto "
-        "(all up to 1e6 expected requests, else a sample of about 1e6)",
-    )
-
-    @field_validator("records")
-    @classmethod
-    def _records(cls, v: str) -> str:
-        if v in ("all", "none", "auto"):
-            return v
-        m = re.fullmatch(r"sample:([0-9.eE+-]+)", v)
-        if m:
-            try:
-                p = float(m.group(1))
-            except ValueError:
-                p = -1.0
-            if 0 < p <= 1:
-                return v
-        raise ValueError("allowed: 'all', 'none', 'auto' or 'sample:P' with 0 < P <= 1")
-
-    @model_validator(mode="after")
-    def _warmup(self) -> SimulationCfg:
-        if self.warmup_s >= self.duration_s:
-            raise ValueError("warmup_s must be smaller than duration_s")
-        return self
-
-
-# ----------------------------------------------------------------------------- workload
-class MmppState(_Model):
-    multiplier: NonNegFloat = Field(description="rate multiplier in this state")
-    mean_sojourn_s: PosFloat = Field(description="mean time spent in the state, s")
-
-
-class TraceCfg(_Model):
-    path: str = Field(description="CSV file, relative to the working directory or the scenario")
-    format: Literal["timestamps", "counts"] = "timestamps"
-    column: str | None = Field(None, description="column with timestamps or counts")
-    time_unit: Literal["s", "ms", "us", "datetime"] = "s"
-    interval_s: PosFloat | None = Field(None, description="bin width of a counts trace, s")
-    time_scale: PosFloat = Field(1.0, description="trace seconds per simulated second")
-    rate_scale: PosFloat = Field(1.0, description="multiply the trace's rate (thin or copy)")
-    loop: bool = Field(False, description="repeat the trace until duration_s")
-
-
-class ArrivalCfg(_Model):
-    process: Literal["poisson", "gamma", "mmpp", "trace"] = "poisson"
-    rate_qps: PosFloat | None = Field(None, description="mean arrival rate before curves, QPS")
-    cv: PosFloat = Field(1.0, description="coefficient of variation of gaps (gamma)")
-    states: list[MmppState] = Field(default_factory=list, description="MMPP states")
-    trace: TraceCfg | None = None
-
-    @model_validator(mode="after")
-    def _needs(self) -> ArrivalCfg:
-        if self.process == "trace":
-            if self.trace is None:
-                raise ValueError("process 'trace' needs a [workload.arrival.trace] table")
-        elif self.rate_qps is None:
-            raise ValueError(f"process '{self.process}' needs rate_qps > 0")
-        if self.process == "mmpp" and len(self.states) < 2:
-            raise ValueError("process 'mmpp' needs at least two states")
-        return self
-
-
-class DiurnalCfg(_Model):
-    kind: Literal["none", "sinusoid", "hourly", "file"] = "none"
-    amplitude: float = Field(0.5, ge=0, le=1, description="sinusoid: relative swing, 0..1")
-    peak_hour: float = Field(21.0, ge=0, lt=24, description="sinusoid: hour of the daily maximum")
-    period_s: PosFloat = Field(86400.0, description="length of one cycle, s")
-    hourly: list[NonNegFloat] = Field(default_factory=list, description="24 relative levels")
-    path: str | None = Field(None, description="file: CSV of (time_s, rate) points")
-    time_column: str = "time_s"
-    rate_column: str = "rate"
-    normalize: bool = Field(True, description="rescale the curve to mean 1 over one period")
-
-    @model_validator(mode="after")
-    def _needs(self) -> DiurnalCfg:
-        if self.kind == "hourly" and len(self.hourly) != 24:
-            raise ValueError("kind 'hourly' needs exactly 24 values in 'hourly'")
-        if self.kind == "hourly" and sum(self.hourly) <= 0:
-            raise ValueError("'hourly' levels must not all be zero")
-        if self.kind == "file" and not self.path:
-            raise ValueError("kind 'file' needs 'path'")
-        return self
-
-
-class PeakCfg(_Model):
-    name: str = "peak"
-    start_s: NonNegFloat = Field(description="start of the ramp, s from simulation start")
-    ramp_s: NonNegFloat = Field(120.0, description="ramp from base to full level, s")
-    hold_s: NonNegFloat = Field(0.0, description="time at full level, s")
-    decay_s: NonNegFloat = Field(3600.0, description="decay back to base, s (linear length "
-                                 "or exponential time constant)")
-    decay: Literal["linear", "exponential"] = "exponential"
-    multiplier: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
-        description="full level: x the base curve (relative_to='curve') or x rate_qps ('mean')"
-    )
-    relative_to: Literal["curve", "mean"] = "mean"
-
-
-class SizeCfg(_Model):
-    distribution: Literal["constant", "lognormal", "pareto", "uniform"] = "constant"
-    mean: PosFloat = Field(1.0, description="mean items per request (before capping)")
-    sigma: PosFloat = Field(1.0, description="lognormal: sigma of log(size)")
-    alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = Field(
-        1.5, description="pareto: tail index (>1)"
-    )
-    min: int = Field(1, ge=1, description="smallest size, items")
-    max: int = Field(1024, ge=1, description="largest size (cap), items")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> SizeCfg:
-        if self.min > self.max:
-            raise ValueError("size.min must be <= size.max")
-        return self
-
-
-class RequestClassCfg(_Model):
-    name: str
-    share: PosFloat = Field(description="relative share of arrivals")
-    slo_ms: PosFloat | None = Field(None, description="class SLO, ms (default sla.slo_ms)")
-    timeout_ms: PosFloat | None = Field(None, description="queue timeout, ms (default admission)")
-    priority: int = Field(0, ge=0, description="higher is served first")
-    max_queue_length: int | None = Field(
-        None, ge=1, description="shed this class beyond this many queued requests of its own"
-    )
-    size: SizeCfg = Field(default_factory=SizeCfg)
-
-
-class WorkloadCfg(_Model):
-    arrival: ArrivalCfg = Field(default_factory=ArrivalCfg)
-    diurnal: DiurnalCfg = Field(default_factory=DiurnalCfg)
-    peaks: list[PeakCfg] = Field(default_factory=list)
-    classes: list[RequestClassCfg] = Field(
-        default_factory=lambda: [RequestClassCfg(name="default", share=1.0)]
-    )
-
-    @field_validator("classes")
-    @classmethod
-    def _unique(cls, v: list[RequestClassCfg]) -> list[RequestClassCfg]:
-        _check_unique([c.name for c in v], "class")
-        if not v:
-            raise ValueError("at least one request class is needed")
-        return v
-
-
-# ----------------------------------------------------------------------------- service
-class ServiceTimeCfg(_Model):
-    distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"]
-    mean_ms: PosFloat = Field(description="mean service time of one batch, ms")
-    cv: NonNegFloat = Field(1.0, description="coefficient of variation (lognormal/gamma/uniform)")
-    per_request_ms: NonNegFloat = Field(0.0, description="added per extra request in a batch, ms")
-    per_item_ms: NonNegFloat = Field(0.0, description="added per item in a batch, ms")
-
-    @model_validator(mode="after")
-    def _cv(self) -> ServiceTimeCfg:
-        if self.distribution == "uniform" and self.cv > 1 / 3**0.5:
-            raise ValueError("uniform service times need cv <= 0.577 (support stays >= 0)")
-        return self
-
-
-class ServiceCfg(_Model):
-    time: ServiceTimeCfg | None = None
-    profile: str | None = Field(None, description="calibration profile JSON")
-    variant: str | None = Field(None, description="model variant inside the profile")
-    speed: PosFloat = Field(1.0, description="relative node speed: service time / speed")
-
-    @model_validator(mode="after")
-    def _one(self) -> ServiceCfg:
-        if (self.time is None) == (self.profile is None):
-            raise ValueError("give exactly one of 'time' (a distribution) or 'profile'")
-        if self.profile is not None and not self.variant:
-            raise ValueError("a profile needs 'variant'")
-        return self
-
-
-# ----------------------------------------------------------------------------- cluster
-class DelayCfg(_Model):
-    """A random delay (s): node provisioning, repair time."""
-
-    distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"] = (
-        "lognormal"
-    )
-    mean_s: NonNegFloat = Field(90.0, description="mean delay, s")
-    cv: NonNegFloat = Field(0.3, description="coefficient of variation")
-
-
-class SpotCfg(_Model):
-    """Spot capacity: preempted by a Poisson process (or a trace) after a notice."""
-
-    preemptions_per_hour: NonNegFloat = Field(
-        0.25, description="per node; AWS buckets 5-20%/month, spot V100 ~1 per 3-4 h"
-    )
-    notice_s: NonNegFloat = Field(120.0, description="interruption notice (AWS: 2 minutes), s")
-    on_preempt: Literal["requeue", "lose"] = Field(
-        "requeue", description="what happens to the batch in service when the node goes"
-    )
-    trace: str | None = Field(None, description="CSV of preemption times (column time_s)")
-
-
-class FailureCfg(_Model):
-    """Random node failures: exponential time between failures, then a repair."""
-
-    mtbf_h: PosFloat = Field(description="mean time between failures per node, h")
-    repair: DelayCfg = Field(
-        default_factory=lambda: DelayCfg(distribution="exponential", mean_s=600.0, cv=1.0),
-        description="time to repair (MTTR), then the model is loaded again",
-    )
-    on_failure: Literal["requeue", "lose"] = "requeue"
-
-
-class PoolCfg(_Model):
-    name: str
-    nodes: int = Field(ge=1, description="nodes at t = 0 (an empty pool is an error)")
-    min_nodes: int | None = Field(None, ge=0, description="autoscaling floor (default: nodes)")
-    max_nodes: int | None = Field(None, ge=1, description="autoscaling ceiling (default: nodes)")
-    node_type: str = "generic"
-    purchase: Literal["on_demand", "reserved", "spot"] = Field(
-        "on_demand", description="reserved: paid for `nodes` all the time, never scaled"
-    )
-    price_per_hour_usd: NonNegFloat = Field(
-        1.006, description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
-    )
-    min_billing_s: NonNegFloat = Field(60.0, description="minimum billed time per node, s")
-    power_idle_w: NonNegFloat = Field(60.0, description="node power when idle, W")
-    power_busy_w: NonNegFloat = Field(300.0, description="node power when serving, W")
-    model_memory_gb: NonNegFloat | None = Field(
-        None, description="model size per replica, GB (default: from the profile, else 0)"
-    )
-    provisioning: DelayCfg = Field(
-        default_factory=DelayCfg,
-        description="request -> node up (Kubernetes GPU node 60-120 s, secondary)",
-    )
-    load_bandwidth_gbps: PosFloat = Field(
-        1.0, description="model load bandwidth, GB/s (load time = model size / this + warm-up)"
-    )
-    container_start_s: NonNegFloat = Field(
-        0.0, description="fixed start-up before loading (image pull, runtime init), s"
-    )
-    spot: SpotCfg | None = Field(None, description="preemption model (purchase = 'spot')")
-    failures: FailureCfg | None = None
-    autoscaler: dict[str, Any] | None = Field(
-        None, description="scaling policy {name = ..., params}; default policy.autoscaling"
-    )
-    weight: PosFloat = Field(1.0, description="pool_preference 'weighted': relative share")
-    service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> PoolCfg:
-        lo = self.nodes if self.min_nodes is None else self.min_nodes
-        hi = self.nodes if self.max_nodes is None else self.max_nodes
-        if not lo <= self.nodes <= hi:
-            raise ValueError(f"need min_nodes <= nodes <= max_nodes (got {lo}, {self.nodes}, {hi})")
-        if self.purchase == "spot" and self.spot is None:
-            self.spot = SpotCfg()
-        if self.purchase != "spot" and self.spot is not None:
-            raise ValueError("'spot' settings need purchase = 'spot'")
-        if self.purchase == "reserved" and (lo != self.nodes or hi != self.nodes):
-            raise ValueError("a reserved pool is not scaled: leave min_nodes/max_nodes unset")
-        return self
-
-    @property
-    def lo(self) -> int:
-        """Autoscaling floor."""
-        return self.nodes if self.min_nodes is None else self.min_nodes
-
-    @property
-    def hi(self) -> int:
-        """Autoscaling ceiling."""
-        return self.nodes if self.max_nodes is None else self.max_nodes
-
-
-class ClusterCfg(_Model):
-    pools: list[PoolCfg] = Field(min_length=1)
-
-    @field_validator("pools")
-    @classmethod
-    def _unique(cls, v: list[PoolCfg]) -> list[PoolCfg]:
-        _check_unique([p.name for p in v], "pool")
-        return v
-
-
-# ----------------------------------------------------------------------------- policy
-class RoutingCfg(_Model):
-    name: str = "round_robin"
-    d: int = Field(2, ge=1, description="power_of_two: nodes sampled per decision")
-    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered("router", v)
-
-
-class BatchingCfg(_Model):
-    name: str = "none"
-    max_batch: int = Field(1, ge=1, description="most requests in one batch")
-    max_batch_items: int | None = Field(None, ge=1, description="most items in one batch")
-    max_wait_ms: NonNegFloat = Field(0.0, description="longest wait for a fuller batch, ms")
-    preferred_sizes: list[int] = Field(default_factory=list, description="Triton preferred sizes")
-    timer_slack_ms: NonNegFloat = Field(0.0, description="batcher timer overshoot, ms")
-    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered("batcher", v)
-
-    @model_validator(mode="after")
-    def _sizes(self) -> BatchingCfg:
-        if any(s < 1 or s > self.max_batch for s in self.preferred_sizes):
-            raise ValueError("preferred_sizes must lie in [1, max_batch]")
-        return self
-
-
-class AdmissionCfg(_Model):
-    max_queue_length: int = Field(
-        100_000, ge=1, description="queued requests (central queue, or per node); more are rejected"
-    )
-    timeout_ms: PosFloat | None = Field(None, description="drop a request that waited longer, ms")
-
-
-class DegradationCfg(_Model):
-    """Graceful degradation under overload."""
-
-    enabled: bool = False
-    queue_delay_ms: PosFloat = Field(
-        50.0, description="degrade while the oldest waiting request has waited this long, ms"
-    )
-    share: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.5, description="fraction of arriving requests sent to the fallback while degraded"
-    )
-    mode: Literal["cache", "variant"] = Field(
-        "cache", description="cache: a cached default list; variant: a cheaper model variant"
-    )
-    cache_latency_ms: NonNegFloat = Field(2.0, description="latency of a cached answer, ms")
-    fallback_variant: str | None = Field(None, description="variant mode: profile variant")
-    quality_loss: NonNegFloat | None = Field(
-        None, description="AUC lost per degraded request (default: measured for the variant; "
-        "cache mode: 0.05)"
-    )
-
-
-class PolicyCfg(_Model):
-    dispatch: Literal["central", "per_node"] = "central"
-    routing: RoutingCfg = Field(default_factory=RoutingCfg)
-    batching: BatchingCfg = Field(default_factory=BatchingCfg)
-    admission: AdmissionCfg = Field(default_factory=AdmissionCfg)
-    autoscaling: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "static"},
-        description="default scaling policy of every pool {name = ..., params}",
-    )
-    pool_preference: Literal["cheapest", "fastest", "weighted", "ordered"] = Field(
-        "cheapest", description="which pool's idle node takes work first (central dispatch)"
-    )
-    degradation: DegradationCfg = Field(default_factory=DegradationCfg)
-
-
-# ----------------------------------------------------------------------------- SLA and cost
-class SlaCfg(_Model):
-    slo_ms: PosFloat = Field(description="end-to-end latency objective, ms")
-    penalty_usd_per_violation: NonNegFloat = Field(0.0, description="USD per violating request")
-    penalty_usd_per_degraded: NonNegFloat = Field(0.0, description="USD per degraded request")
-
-
-class CostCfg(_Model):
-    electricity_usd_per_kwh: NonNegFloat = Field(0.12, description="USD per kWh")
-    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
-        1.0, description="data-centre power usage effectiveness multiplier"
-    )
-    storage_usd_per_gb_month: NonNegFloat = Field(0.10, description="USD per GB-month")
-    data_gb: NonNegFloat = Field(0.0, description="feature/embedding data stored, GB")
-    engineers: NonNegFloat = Field(0.0, description="engineers working on the service")
-    engineer_monthly_usd: NonNegFloat = Field(0.0, description="cost of one engineer, USD/month")
-    effort_hours: NonNegFloat = Field(0.0, description="engineering effort charged, h")
-    hours_per_month: PosFloat = Field(730.0, description="hours in the monthly cost basis, h")
 
 
 class Scenario(_Model):
@@ -470,22 +98,7 @@ class Scenario(_Model):
         return self._source
 
 
-# ----------------------------------------------------------------------------- helpers
-def _check_unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise ValueError(f"duplicate {what} name '{n}'")
-        seen.add(n)
-
-
-def _registered(kind: str, name: str) -> str:
-    names = allowed_names(kind)
-    if name not in names:
-        raise ValueError(f"unknown {kind} '{name}'; allowed: {', '.join(names)}")
-    return name
-
-
+# ----------------------------------------------------------------------------- loading
 def _format_loc(raw: Any, loc: tuple[Any, ...]) -> str:
     """Dotted field path; list items shown by their ``name`` when they have one."""
     parts: list[str] = []
