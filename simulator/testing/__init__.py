@@ -13,9 +13,9 @@ See docs/property-testing.md.
 """
 
 from simulator.testing import strategies
+from simulator.testing.autoscaler_checks import check_autoscaler
 from simulator.testing.checks import (
     PolicyCheckError,
-    check_autoscaler,
     check_batcher,
     check_no_starvation,
     check_router,
