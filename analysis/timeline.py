@@ -107,10 +107,16 @@ def _nodes_panel(ax: Axes, ts: pd.DataFrame, pools: pd.DataFrame | None,
     ax.legend(loc="upper left", fontsize=7, ncols=2)
 
 
+#: per-node lifecycle records and desired-count changes in events.parquet: kept in the file,
+#: not drawn (scale events, preemptions and failures already mark what happened)
+NODE_LEVEL = frozenset({"desired", "provisioning", "loading", "ready", "draining",
+                        "terminated", "failed"})
+
+
 def _events(axes: list[Axes], events: pd.DataFrame | None) -> None:
     if events is None or events.empty or "kind" not in events.columns:
         return
-    for kind in [str(k) for k in pd.unique(events["kind"])]:
+    for kind in [str(k) for k in pd.unique(events["kind"]) if str(k) not in NODE_LEVEL]:
         t = events.loc[events["kind"].astype(str) == kind, "t_s"].to_numpy(float)
         color = EVENT_COLORS.get(kind, "#7f7f7f")
         for i, ax in enumerate(axes):
