@@ -118,7 +118,6 @@ class NodeTable:
         self.ready = np.zeros(n_slots, dtype=bool)
         self.busy_until_s = np.zeros(n_slots)
         self.queued_work_s = np.zeros(n_slots)
-        self.batch_start_s = np.zeros(n_slots)
         self.view = NodesView(
             queue_len=readonly(self.queue_len),
             busy=readonly(self.busy),

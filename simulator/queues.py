@@ -149,10 +149,6 @@ class CentralQueue(_LazyAdmission):
             need -= m
         return np.concatenate(out)
 
-    def first(self) -> int:
-        """Id of the oldest waiting request (queue must be non-empty)."""
-        return self.runs[0][0]
-
     def oldest_s(self) -> float:
         """Arrival time of the oldest waiting request, s."""
         return float(self.table.t[self.runs[0][0] - self.table.base])
