@@ -302,10 +302,6 @@ class IdRing:
     def peek(self, k: int) -> np.ndarray:
         return self.buf[self.head:self.head + min(k, len(self))]
 
-    def take(self, k: int) -> np.ndarray:
-        ids = self.buf[self.head:self.head + min(k, len(self))].copy()
-        self.head += len(ids)
-        return ids
 
 
 class PriorityQueue(_LazyAdmission):
@@ -355,6 +351,7 @@ class PriorityQueue(_LazyAdmission):
         self.tail = j
 
     def peek(self, k: int) -> np.ndarray:
+        """The first ``k`` waiting ids in service order (highest level first)."""
         out, need = [], min(k, self.len)
         for ring in self.levels:
             if need <= 0:
@@ -365,14 +362,13 @@ class PriorityQueue(_LazyAdmission):
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
     def take(self, k: int) -> np.ndarray:
-        out, need = [], min(k, self.len)
+        """Remove and return the first ``k`` waiting ids (highest level first)."""
+        ids = self.peek(k).copy()
+        left = len(ids)
         for ring in self.levels:
-            if need <= 0:
-                break
-            got = ring.take(need)
-            out.append(got)
-            need -= len(got)
-        ids = np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+            m = min(len(ring), left)
+            ring.head += m
+            left -= m
         self.len -= len(ids)
         return ids
 
