@@ -35,13 +35,27 @@ from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.policies.batching import NoBatching
 from simulator.policies.views import BatchDecision, QueueView
-from simulator.queues import NodeQueue
+from simulator.queues import CentralQueue, NodeQueue, UpcomingHead
 from simulator.recorder import Recorder, RecordSink
 from simulator.requests import COMPLETED, RequestTable
 from simulator.rng import BufferedRandom, stream
 from simulator.scenario import Scenario, ScenarioError
 from simulator.service import build_service
 from simulator.workload import Workload
+
+
+def resume_now(ev: simpy.Event, value: Any) -> None:
+    """Trigger ``ev`` and run its callbacks now, instead of scheduling it for now.
+
+    The node process waiting on ``ev`` starts its batch at this same simulated instant, one
+    event-queue round trip sooner (only the order among events at one instant can differ from
+    ``ev.succeed(value)``). Used only from timer callbacks, where no process is active.
+    """
+    ev._ok = True
+    ev._value = value
+    callbacks, ev.callbacks = ev.callbacks, None
+    for cb in callbacks:  # type: ignore[union-attr]
+        cb(ev)
 
 
 class Simulation(PushDispatch, FleetHooks, Overload):
@@ -126,7 +140,10 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             self._n_idle = 0
             self._pool_order = self._preference_order()
             self._timer_at = math.inf
-            self._timer_gen = 0
+            self._timer: simpy.Event | None = None  # the dispatcher's live timer
+            self._lookahead = (type(self.queue) is CentralQueue and self.queue.divert is None
+                               and not self._fast)
+            self._look_tail, self._look_t = -1, math.inf
         else:
             self.node_q = [NodeQueue() for _ in range(n)]
             self.batchers = [create("batcher", b.name, **bargs) for _ in range(n)]
@@ -348,7 +365,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         if self.central:
             batch, wake_t = self._decide_central()
             if batch is None:
-                self.idle[self.nodes.pool_of[j]].append(j)
+                self.idle[self._pool_of[j].index].append(j)
                 self._n_idle += 1
                 self._arm(wake_t)
             return batch
@@ -358,36 +375,63 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         """Apply the batcher to the central queue: (batch, inf) or (None, wake-up time)."""
         now = self.env.now
         q = self.queue
+        batcher = self.batcher
+        limit = batcher.max_batch
         while True:
-            q.materialize(now)
-            if self.has_timeouts:
+            if now >= q.next_arrival_s:
+                q.materialize(now)
+            if self.has_timeouts and q.len:
                 q.expire(now, self.timeout_s)
             if q.len == 0:  # nothing to batch: any batcher waits for the next arrival
-                return None, q.fill_time(1)
+                return None, self._wake_when_empty()
             if self._fast:
                 gid = q.pop_one()
                 return range(gid, gid + 1), math.inf
-            dec = self._ask(self.batcher, q, now)
+            dec = batcher.next_batch(QueueView(q.len, oldest_s=q.oldest_s(), limit=limit,
+                                               load=q.head_arrays, fit=q.fit_items), now)
             if dec.take <= 0:
                 return None, self._wake_time(dec, q.fill_time(dec.wake_at_size)
                                              if dec.wake_at_size else math.inf)
-            batch = q.take(min(dec.take, self.batcher.max_batch))
+            batch = q.take(dec.take if dec.take < limit else limit)
             if self.has_timeouts:
                 batch = self._drop_expired(batch, now)
             if len(batch):
                 return batch, math.inf
 
-    def _ask(self, batcher: Any, q: Any, now: float) -> BatchDecision:
-        """Build the batcher's read-only view of queue ``q`` and ask for a decision."""
+    def _wake_when_empty(self) -> float:
+        """When to look at the empty central queue again (s).
+
+        The next arrival time, or, when the batcher would wait anyway once it arrives (and
+        nothing but that arrival can change an empty FIFO queue), the time that batcher would
+        wait for. Asking it now saves a timer event per batch at low load; the answer is the
+        same one it would give at the arrival, and is kept until the queue moves on.
+        """
+        q = self.queue
+        if self._look_tail == q.tail:
+            return self._look_t
+        t1 = q.fill_time(1)
+        if not self._lookahead or t1 == math.inf:
+            return t1
+        head = UpcomingHead(self.table, q.tail, t1)
+        if head.n > q.max_len:
+            return t1
+        limit = self.batcher.max_batch
+        view = QueueView(head.n, oldest_s=t1, limit=limit, load=head.head_arrays,
+                         fit=head.fit_items)
+        dec = self.batcher.next_batch(view, t1)
+        wake = t1
+        if dec.take <= 0:
+            wake = max(t1, self._wake_time(dec, q.fill_time(dec.wake_at_size)
+                                           if dec.wake_at_size else math.inf))
+        self._look_tail, self._look_t = q.tail, wake
+        return wake
+
+    def _ask(self, batcher: Any, q: NodeQueue, now: float) -> BatchDecision:
+        """Build the batcher's read-only view of node queue ``q`` and ask for a decision."""
         tab = self.table
-        limit = batcher.max_batch
-        if not isinstance(q, NodeQueue):
-            view = QueueView(q.len, oldest_s=q.oldest_s() if q.len else None, limit=limit,
-                             load=lambda: q.head_arrays(limit), fit=q.fit_items)
-        else:
-            oldest = float(tab.t[q.ids[0] - tab.base]) if len(q) else None
-            view = QueueView(len(q), oldest_s=oldest, limit=limit,
-                             load=lambda: q.head_arrays(limit, tab))
+        oldest = float(tab.t[q.ids[0] - tab.base]) if len(q) else None
+        view = QueueView(len(q), oldest_s=oldest, limit=batcher.max_batch,
+                         load=lambda k: q.head_arrays(k, tab))
         return batcher.next_batch(view, now)
 
     @staticmethod
@@ -415,16 +459,16 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         """Make sure the central dispatcher wakes at time ``t`` (earliest request wins)."""
         if t >= self.duration_s or t >= self._timer_at:
             return
-        now = self.env.now
         self._timer_at = t
-        self._timer_gen += 1
-        gen = self._timer_gen
-        ev = self.env.timeout(max(t - now, 0.0))
-        ev.callbacks.append(lambda _e: self._on_timer(gen))
+        d = t - self.env.now
+        ev = self._timer = self.env.timeout(d if d > 0.0 else 0.0)
+        ev.callbacks.append(self._on_timer)  # type: ignore[union-attr]
 
-    def _on_timer(self, gen: int) -> None:
-        if gen != self._timer_gen:
-            return
+    def _on_timer(self, ev: simpy.Event) -> None:
+        """The dispatcher's timer: idle nodes take what the batcher now allows."""
+        if ev is not self._timer:
+            return  # superseded by an earlier timer
+        self._timer = None
         self._timer_at = math.inf
         while self._n_idle:
             batch, wake_t = self._decide_central()
@@ -434,7 +478,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             j = self._pop_idle()
             ev = self._wake[j]
             assert ev is not None
-            ev.succeed(batch)
+            resume_now(ev, batch)
 
     # ================================================================== end of run
     def _finish(self) -> None:

@@ -12,8 +12,10 @@ The simulator draws a batch's service time as::
 
 where ``fit`` interpolates the fitted points piecewise-linearly (and extrapolates the last
 segment's slope beyond the largest measured batch) and ``residual`` is drawn from the stored
-empirical residuals. Calibration (``simulator.calibration``) writes these files; this module only
-reads and validates them, so running a scenario never imports torch.
+empirical residuals: ``serving_residuals`` (per-batch ratios seen in a serving run) when the
+profile has them, else the isolated-forward ``residuals``. Calibration
+(``simulator.calibration``) writes these files; this module only reads and validates them, so
+running a scenario never imports torch.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ class VariantProfile(_Strict):
     residuals: list[float] = Field(
         min_length=1, description="measured / fitted latency ratios (empirical distribution)"
     )
+    serving_residuals: list[float] | None = Field(
+        default=None, description="serving batch time / (fit + overheads) ratios seen in a "
+        "serving run; drawn instead of residuals when present")
     overhead_ms_per_batch: float = Field(default=0.0, ge=0)
     overhead_ms_per_item: float = Field(default=0.0, ge=0)
     model_bytes: int = Field(gt=0, description="serialized model size, bytes")
@@ -94,8 +99,9 @@ class VariantProfile(_Strict):
         n = len(self.batch_sizes)
         if len(self.latency_ms.median) != n or len(self.latency_ms.p99) != n:
             raise ValueError("latency_ms.median and latency_ms.p99 need one value per batch size")
-        if any(r <= 0 or not np.isfinite(r) for r in self.residuals):
-            raise ValueError("residuals must be positive finite ratios")
+        for r in (*self.residuals, *(self.serving_residuals or ())):
+            if r <= 0 or not np.isfinite(r):
+                raise ValueError("residuals must be positive finite ratios")
         return self
 
 

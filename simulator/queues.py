@@ -17,17 +17,58 @@ import numpy as np
 from simulator.requests import DROPPED, TIMED_OUT, RequestTable
 
 
+def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
+    """Largest k <= k_max such that ids [first, first + k) hold <= cap items (at least 1)."""
+    i = first - table.base
+    csum = table.csum
+    before = int(csum[i]) - int(table.size[i])
+    if int(csum[i + k_max - 1]) - before <= cap:  # all k_max fit (the usual case)
+        return k_max
+    k = int(np.searchsorted(csum[i:i + k_max], cap + before, side="right"))
+    return max(k, 1)
+
+
+class UpcomingHead:
+    """The head of an empty central queue as it will be at the next arrival time ``t_s``.
+
+    Holds the ``n`` requests (ids ``first``...) that arrive at exactly ``t_s``. It answers what a
+    batcher's view asks (arrays, item fit) without admitting anything, so the engine can ask the
+    batcher now what it will decide at ``t_s``: nothing else can change an empty queue before.
+    """
+
+    __slots__ = ("first", "n", "t_s", "table")
+
+    def __init__(self, table: RequestTable, first: int, t_s: float) -> None:
+        self.table, self.first, self.t_s = table, first, t_s
+        n = 0
+        while table.ensure(first + n) and table.t[first + n - table.base] == t_s:
+            n += 1
+        self.n = n
+
+    def head_arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Arrival times (s) and items of the first k of them."""
+        tab = self.table
+        i = self.first - tab.base
+        m = min(k, self.n)
+        return tab.t[i:i + m], tab.size[i:i + m]
+
+    def fit_items(self, cap: int, k_max: int) -> int:
+        """Largest k <= k_max of them holding <= cap items (>= 1)."""
+        k_max = min(k_max, self.n)
+        return 1 if k_max <= 1 else fit_run(self.table, self.first, cap, k_max)
+
+
 class _LazyAdmission:
     """Lazy admission shared by the central queues: arrivals enter when the engine looks.
 
     Subclasses hold ``table``, ``tail`` (every id below has been admitted or rejected), ``len``
-    and ``_next_t`` (the arrival time of id ``tail``, cached), and implement ``_admit_upto``.
+    and ``next_arrival_s`` (the arrival time of id ``tail``, cached), and implement ``_admit_upto``.
     """
 
     table: RequestTable
     tail: int
     len: int
-    _next_t: float
+    next_arrival_s: float
 
     def _admit_upto(self, j: int) -> None:
         raise NotImplementedError
@@ -35,11 +76,11 @@ class _LazyAdmission:
     # ------------------------------------------------------------------ admission
     def materialize(self, now_s: float) -> None:
         """Admit (or reject, when full) every request that arrived at or before ``now_s``."""
-        if now_s < self._next_t:
+        if now_s < self.next_arrival_s:
             return  # the next arrival is still in the future
         self._materialize(now_s)
         tab = self.table
-        self._next_t = (float(tab.t[self.tail - tab.base]) if self.tail < tab.end
+        self.next_arrival_s = (float(tab.t[self.tail - tab.base]) if self.tail < tab.end
                         else (np.inf if tab.exhausted else tab.loaded_until))
 
     def _materialize(self, now_s: float) -> None:
@@ -86,7 +127,7 @@ class CentralQueue(_LazyAdmission):
         self.tail = 0  # every id below tail has been admitted or rejected
         self.rejected = 0
         self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
-        self._next_t = -np.inf  # arrival time of id `tail` (cached), s
+        self.next_arrival_s = -np.inf  # arrival time of id `tail` (cached), s
 
     def _admit_upto(self, j: int) -> None:
         n = j - self.tail
@@ -173,12 +214,8 @@ class CentralQueue(_LazyAdmission):
         if k_max <= 1:
             return 1
         a, b = self.runs[0]
-        tab = self.table
         if b - a >= k_max:
-            i = a - tab.base
-            before = int(tab.csum[i]) - int(tab.size[i])
-            k = int(np.searchsorted(tab.csum[i:i + k_max], cap + before, side="right"))
-            return max(k, 1)
+            return fit_run(self.table, a, cap, k_max)
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
@@ -323,7 +360,7 @@ class PriorityQueue(_LazyAdmission):
         self.tail = 0
         self.rejected = 0
         self.divert: object = None
-        self._next_t = -np.inf
+        self.next_arrival_s = -np.inf
 
     def _admit_upto(self, j: int) -> None:
         if j <= self.tail:

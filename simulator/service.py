@@ -81,7 +81,8 @@ class ProfileService:
         self.needs_items = True
         self.model_bytes = variant.model_bytes
         self.load_time_s = variant.load_time_s + variant.first_call_ms / 1000.0
-        self._resid = np.asarray(variant.residuals, dtype=float)
+        # residuals seen in serving (GIL, collation jitter, stalls) when the profile has them
+        self._resid = np.asarray(variant.serving_residuals or variant.residuals, dtype=float)
         self._resid_mean = float(self._resid.mean())
         # mean-free time per items count, s, precomputed for the common range
         self._table = (service_ms(variant, np.arange(self._TABLE_MAX + 1)) / 1000.0).tolist()

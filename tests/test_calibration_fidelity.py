@@ -46,8 +46,10 @@ def test_short_fidelity_and_2x_off_profile_is_caught(tmp_path: Path) -> None:
                  load_time_s={"fp32": [0.0]}, first_call_ms={"fp32": [0.0]},
                  config={"fp32": CFG.to_dict()})
     fit = fit_latency(spec.batch_sizes, [float(np.median(c)) for c in m.samples_ms["fp32"]])
-    oh_b, oh_i, slack = calibrate_overheads(model, CFG, fit, B, W, seconds=2.5)
-    good = write_profile(make_profile("t", spec, m, {"fp32": (oh_b, oh_i)}), tmp_path / "g.json")
+    cal = calibrate_overheads(model, CFG, fit, B, W, seconds=2.5)
+    oh_b, oh_i, slack = cal.overhead_ms_per_batch, cal.overhead_ms_per_item, cal.timer_slack_ms
+    good = write_profile(make_profile("t", spec, m, {"fp32": (oh_b, oh_i)}, None,
+                                      {"fp32": cal.residuals}), tmp_path / "g.json")
     # a quarter of full-batch capacity: small batches make the real utilisation ~0.4-0.5
     rate = 0.25 * capacity_qps(get_variant(load_profile(good), "fp32"), B)
     real = serve(model, CFG, rate, 5.0, B, W, warmup_s=1.0, seed=5)

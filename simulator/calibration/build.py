@@ -58,7 +58,8 @@ def provenance(spec: Spec, extra: dict[str, Any] | None = None) -> dict[str, Any
 
 def make_profile(name: str, spec: Spec, m: Measured,
                  overheads: dict[str, tuple[float, float]] | None = None,
-                 prov: dict[str, Any] | None = None) -> dict[str, Any]:
+                 prov: dict[str, Any] | None = None,
+                 serving_residuals: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Profile dict (validated against simulator.profiles.Profile before it is returned)."""
     variants: dict[str, Any] = {}
     for v, cells in m.samples_ms.items():
@@ -72,6 +73,8 @@ def make_profile(name: str, spec: Spec, m: Measured,
             "fit": {"kind": fit.kind, "x": fit.x, "y_ms": [round(y, 5) for y in fit.y_ms],
                     "max_rel_error": round(fit.max_rel_error, 5)},
             "residuals": residuals(fit, spec.batch_sizes, cells),
+            **({"serving_residuals": serving_residuals[v]}
+               if serving_residuals and serving_residuals.get(v) else {}),
             "overhead_ms_per_batch": round(max(0.0, oh_b), 5),
             "overhead_ms_per_item": round(max(0.0, oh_i), 6),
             "model_bytes": int(m.model_bytes[v]),

@@ -87,6 +87,7 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
 
         measured = run_pooled(spec, procs, progress)
         overheads: dict[str, tuple[float, float]] = {}
+        serving_resid: dict[str, list[float]] = {}
         if serving_s > 0 and device == "cpu":
             progress("building variants for the serving run", 0, 1)
             _, models = build_all(spec)
@@ -95,14 +96,15 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
                          i, len(names))
                 med = [float(np.median(c)) for c in measured.samples_ms[v]]
                 fit = fit_latency(spec.batch_sizes, med)
-                oh_b, oh_i, _ = calibrate_overheads(models[v], spec.model, fit, serve_batch,
-                                                    serve_wait_ms, serving_s, seed=11 + i)
-                overheads[v] = (oh_b, oh_i)
+                cal = calibrate_overheads(models[v], spec.model, fit, serve_batch,
+                                          serve_wait_ms, serving_s, seed=11 + i)
+                overheads[v] = (cal.overhead_ms_per_batch, cal.overhead_ms_per_item)
+                serving_resid[v] = cal.residuals
             bar.update(task, description="done", completed=1, total=1)
     prov = provenance(spec, {"processes": procs, "serving_overheads": {
         "seconds_per_variant": serving_s, "max_batch": serve_batch, "max_wait_ms": serve_wait_ms,
-        "load": "45% of capacity (two steps: isolated fit, then fit + first overheads)"}})
-    prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov)
+        "loads": "3% and 45% of full-batch capacity (batches of ~1-3 and ~15-25), pooled"}})
+    prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid)
     write_profile(prof, out)
     click.echo(f"wrote {out}")
 
@@ -190,39 +192,55 @@ def project(file: str, gpu: str, out: str) -> None:
 @click.option("--max-wait-ms", default=2.0, show_default=True)
 @click.option("--loads", default="0.3,0.6,0.85", show_default=True,
               help="server utilisations PeakSim predicts (rates found by bisection)")
-@click.option("--duration", default=20.0, show_default=True, help="real serving s per load")
+@click.option("--duration", default=8.0, show_default=True, help="real serving s per run")
+@click.option("--replicates", default=3, show_default=True,
+              help="real serving runs per load (in rounds over the loads; latencies pooled)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="also write the rows as JSON (atomically)")
 @click.option("--sim-duration", default=60.0, show_default=True, help="simulated s per load")
-@click.option("--recalibrate-s", default=5.0, show_default=True,
+@click.option("--recalibrate-s", default=8.0, show_default=True,
               help="first re-measure serving overheads in a serving run this long (0: use the "
                    "profile's as they are)")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--check", is_flag=True, help="exit 1 unless p50 within 10%% and p99 within 20%% "
               "at the two lowest loads")
 def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wait_ms: float,
-                         loads: str, duration: float, sim_duration: float, recalibrate_s: float,
-                         seed: int, check: bool) -> None:
+                         loads: str, duration: float, replicates: int, out: str | None,
+                         sim_duration: float, recalibrate_s: float, seed: int,
+                         check: bool) -> None:
     """Serve the real model under Poisson load and compare latency with PeakSim's prediction."""
     from rich.console import Console
     from rich.table import Table
 
     from simulator.calibration.fidelity import validate
 
-    con = Console()
+    con = Console(width=max(Console().width, 150))
     levels = [float(x) for x in loads.split(",")]
     rows, used = validate(profile_path, variant, levels, max_batch, max_wait_ms, duration,
                           recalibrate_s, sim_duration, seed,
-                          progress=lambda s: con.print(f"[dim]{s}[/]"))
+                          progress=lambda s: con.print(f"[dim]{s}[/]"), replicates=replicates)
     t = Table(title=f"{variant}: real serving vs PeakSim (max batch {max_batch}, wait "
               f"{max_wait_ms} ms, full-batch capacity {used['capacity_qps']:,.0f} qps, timer "
               f"slack {used['timer_slack_ms']:.3f} ms)")
     for col in ("load", "qps", "util real", "util sim", "p50 real/sim", "p50 err",
-                "p95 real/sim", "p95 err", "p99 real/sim", "p99 err"):
+                "p95 real/sim", "p95 err", "p99 real/sim", "p99 err", "real runs' spread p50/p99"):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(f"{r.load:.0%}", f"{r.rate_qps:,.0f}", f"{r.real_util:.2f}", f"{r.sim_util:.2f}",
                   *[x for k in ("p50", "p95", "p99") for x in
-                    (f"{r.real[k]:.2f}/{r.sim[k]:.2f}", f"{r.error(k):+.1%}")])
+                    (f"{r.real[k]:.2f}/{r.sim[k]:.2f}", f"{r.error(k):+.1%}")],
+                  f"{r.run_spread('p50'):.0%} / {r.run_spread('p99'):.0%}")
     con.print(t)
+    if out:
+        from dataclasses import asdict
+
+        from simulator.output import write_json
+        write_json(Path(out), {"variant": variant, "max_batch": max_batch,
+                                      "max_wait_ms": max_wait_ms, "used": used,
+                                      "rows": [{**asdict(r), "errors": {
+                                          k: r.error(k) for k in ("p50", "p95", "p99")}}
+                                          for r in rows]})
+        con.print(f"wrote {out}")
     con.print(f"overheads used: {used['overhead_ms_per_batch']:.3f} ms/batch + "
               f"{used['overhead_ms_per_item'] * 1e3:.1f} us/item")
     if check:

@@ -63,7 +63,7 @@ class DynamicBatcher:
     def _fit(self, queue: QueueView) -> tuple[int, bool]:
         """Largest k that fits the caps, and whether a cap (not the queue) limits it."""
         n = min(queue.n_waiting, self.max_batch)
-        if self.max_batch_items is None:
+        if self.max_batch_items is None or n <= 1:  # a lone request always fits
             return n, n == self.max_batch
         k = queue.fit_items(self.max_batch_items, n)  # >= 1: an oversized request goes alone
         if k < n:

@@ -7,6 +7,7 @@ Building a view costs O(1): the arrays are the engine's own, shared, not copied.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class QueueView:
         self.n_waiting = int(n_waiting)
         self._arrival = arrival_s
         self._items = items
-        self._load = load  # engine callback: () -> (arrival_s, items)
+        self._load = load  # engine callback: (limit) -> (arrival_s, items)
         self._fit = fit  # engine callback: (cap, k_max) -> k
         self.limit = limit if limit is not None else self.n_waiting
         if oldest_s is None:
@@ -70,7 +71,7 @@ class QueueView:
         if self._arrival is None:
             if self._load is None:
                 raise ValueError("QueueView has no arrays")
-            a, it = self._load()  # type: ignore[operator]
+            a, it = self._load(self.limit)  # type: ignore[operator]
             self._arrival, self._items = readonly(a), readonly(it)
 
     @property
@@ -96,12 +97,12 @@ class QueueView:
         return max(int(np.searchsorted(cum, cap, side="right")), 1)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchDecision:
+class BatchDecision(NamedTuple):
     """Take the first ``take`` waiting requests now (take > 0), or wait.
 
     When waiting, the engine wakes the batcher again at ``wait_until_s`` or as soon as
     ``wake_at_size`` requests are waiting, whichever comes first (None = no such trigger).
+    Immutable (a named tuple: built once or more per batch, so cheap to build matters).
     """
 
     take: int = 0
