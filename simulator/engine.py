@@ -144,6 +144,9 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             self._lookahead = (type(self.queue) is CentralQueue and self.queue.divert is None
                                and not self._fast)
             self._look_tail, self._look_t = -1, math.inf
+            # the batcher's last decision to wait: (head id then, wake-up time); it stands
+            # until that time or until the head of the queue changes (FIFO queue only)
+            self._wait_head, self._wait_t = -1, -math.inf
         else:
             self.node_q = [NodeQueue() for _ in range(n)]
             self.batchers = [create("batcher", b.name, **bargs) for _ in range(n)]
@@ -153,6 +156,8 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             self.route_rng = BufferedRandom(stream(self.seed, "routing"))
             self._waiting = [False] * n
             self._wake_size = [0] * n
+            self._wake_items = [10**18] * n  # wake a waiting node at this many queued items
+            self._wait_items = [0] * n  # items queued at a waiting node
             self._node_timer_gen = [0] * n
         self._wake: list[simpy.Event | None] = [None] * n
         self._next_gid = 0
@@ -387,11 +392,20 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             if self._fast:
                 gid = q.pop_one()
                 return range(gid, gid + 1), math.inf
+            if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
+                return None, self._wait_t  # the last decision to wait still stands
             dec = batcher.next_batch(QueueView(q.len, oldest_s=q.oldest_s(), limit=limit,
                                                load=q.head_arrays, fit=q.fit_items), now)
             if dec.take <= 0:
-                return None, self._wake_time(dec, q.fill_time(dec.wake_at_size)
-                                             if dec.wake_at_size else math.inf)
+                wake = self._wake_time(dec, q)
+                if wake <= now:
+                    raise RuntimeError(
+                        f"batcher {type(batcher).__name__} decided to wait ({dec}) for a "
+                        f"condition already met at t={now!r} s with {q.len} request(s) "
+                        "waiting: it would be asked again forever")
+                if self._lookahead:
+                    self._wait_head, self._wait_t = q.runs[0][0], wake
+                return None, wake
             batch = q.take(dec.take if dec.take < limit else limit)
             if self.has_timeouts:
                 batch = self._drop_expired(batch, now)
@@ -421,9 +435,9 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         dec = self.batcher.next_batch(view, t1)
         wake = t1
         if dec.take <= 0:
-            wake = max(t1, self._wake_time(dec, q.fill_time(dec.wake_at_size)
-                                           if dec.wake_at_size else math.inf))
+            wake = max(t1, self._wake_time(dec, q))
         self._look_tail, self._look_t = q.tail, wake
+        self._wait_head, self._wait_t = q.tail, wake  # holds once that arrival is the head
         return wake
 
     def _ask(self, batcher: Any, q: NodeQueue, now: float) -> BatchDecision:
@@ -435,14 +449,23 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         return batcher.next_batch(view, now)
 
     @staticmethod
-    def _wake_time(dec: BatchDecision, fill_t: float) -> float:
-        until = dec.wait_until_s if dec.wait_until_s is not None else math.inf
-        return min(until, fill_t)
+    def _wake_time(dec: BatchDecision, q: Any) -> float:
+        """When a decision to wait on central queue ``q`` expires (s): its deadline, or the
+        arrival that brings ``wake_at_size`` requests or ``wake_at_items`` items."""
+        t = dec.wait_until_s if dec.wait_until_s is not None else math.inf
+        if dec.wake_at_size:
+            f = q.fill_time(dec.wake_at_size)
+            t = f if f < t else t
+        if dec.wake_at_items is not None and q.next_arrival_s < t:
+            f = q.items_fill_time(dec.wake_at_items)  # an arrival: none before the next one
+            t = f if f < t else t
+        return t
 
     def _drop_expired(self, batch: range | np.ndarray, now: float) -> range | np.ndarray:
         """Requests of a batch whose queue timeout passed leave as timed out."""
         tab = self.table
-        if type(batch) is range and now - tab.t[batch.start - tab.base] <= self.min_timeout_s:
+        if (type(batch) is range
+                and now - tab.arrival_s[batch.start - tab.base] <= self.min_timeout_s):
             return batch  # the oldest request has not waited long enough to expire
         if type(batch) is range:
             batch = np.arange(batch.start, batch.stop)

@@ -49,8 +49,11 @@ class PushDispatch:
         self.node_q[j].ids.append(gid)
         nodes.queue_len[j] += 1
         nodes.queued_work_s[j] += self._svc[j].mean_time(1, int(tab.size[i]))
-        if self._waiting[j] and nodes.queue_len[j] >= self._wake_size[j]:
-            self._wake_node(j)
+        if self._waiting[j]:
+            self._wait_items[j] += int(tab.size[i])
+            if (nodes.queue_len[j] >= self._wake_size[j]
+                    or self._wait_items[j] >= self._wake_items[j]):
+                self._wake_node(j)
 
     def _wake_node(self, j: int) -> None:
         self._waiting[j] = False
@@ -90,11 +93,19 @@ class PushDispatch:
             return batch
         self._waiting[j] = True
         self._wake_size[j] = 1
+        self._wake_items[j] = 10**18
         return None
 
     def _wait_node(self, j: int, dec: BatchDecision) -> None:
         self._waiting[j] = True
         self._wake_size[j] = dec.wake_at_size or 10**18
+        self._wake_items[j] = 10**18 if dec.wake_at_items is None else dec.wake_at_items
+        if dec.wake_at_items is not None:  # items waiting now; pushes add theirs
+            tab = self.table
+            q = self.node_q[j]
+            self._wait_items[j] = int(tab.size[np.asarray(q.ids) - tab.base].sum())
+            if self._wait_items[j] >= dec.wake_at_items:
+                self._wake_items[j] = 10**18  # already met (a lone oversized request): ignored
         if dec.wait_until_s is not None and dec.wait_until_s < self.duration_s:
             self._node_timer_gen[j] += 1
             gen = self._node_timer_gen[j]

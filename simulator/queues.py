@@ -41,7 +41,7 @@ class UpcomingHead:
     def __init__(self, table: RequestTable, first: int, t_s: float) -> None:
         self.table, self.first, self.t_s = table, first, t_s
         n = 0
-        while table.ensure(first + n) and table.t[first + n - table.base] == t_s:
+        while table.ensure(first + n) and table.arrival_s[first + n - table.base] == t_s:
             n += 1
         self.n = n
 
@@ -80,29 +80,64 @@ class _LazyAdmission:
             return  # the next arrival is still in the future
         self._materialize(now_s)
         tab = self.table
-        self.next_arrival_s = (float(tab.t[self.tail - tab.base]) if self.tail < tab.end
+        self.next_arrival_s = (tab.arrival_s[self.tail - tab.base] if self.tail < tab.end
                         else (np.inf if tab.exhausted else tab.loaded_until))
 
     def _materialize(self, now_s: float) -> None:
         tab = self.table
         while True:
             if self.tail < tab.end:
-                if tab.t[self.tail - tab.base] > now_s:
+                if tab.arrival_s[self.tail - tab.base] > now_s:
                     return
                 if tab.last_time > now_s:
                     # usually only a few requests arrived since the last look: scan them
-                    t, i = tab.t, self.tail - tab.base
-                    stop = min(i + 8, len(t))
+                    t, i, n = tab.arrival_s, self.tail - tab.base, len(tab.arrival_s)
+                    stop = i + 8 if i + 8 < n else n
                     k = i + 1
                     while k < stop and t[k] <= now_s:
                         k += 1
-                    if k == stop and k < len(t) and t[k] <= now_s:
-                        k = int(np.searchsorted(t, now_s, side="right"))
+                    if k == stop and k < n and t[k] <= now_s:
+                        k = int(np.searchsorted(tab.t, now_s, side="right"))
                     self._admit_upto(tab.base + k)
                     return
                 self._admit_upto(tab.end)
             if tab.loaded_until > now_s or not tab.load_next():
                 return
+
+    def items_fill_time(self, items: int) -> float:
+        """Arrival time at which the waiting requests will hold ``items`` items (inf if never,
+        or if they already do). Counts every future arrival as admitted, so it errs early,
+        never late."""
+        tab = self.table
+        if not tab.ensure(self.tail):
+            return np.inf
+        i = self.tail - tab.base
+        csum = tab.csum
+        if self.len == 0:
+            target = int(csum[i]) - int(tab.size[i]) + items
+        else:
+            head = self._contiguous_head()
+            if head is not None:  # ids [head, tail) wait: count items from the head
+                h = head - tab.base
+                target = int(csum[h]) - int(tab.size[h]) + items
+            else:
+                target = int(csum[i]) - int(tab.size[i]) + items - self.waiting_items()
+            if i and int(csum[i - 1]) >= target:
+                return np.inf  # already met (a lone oversized request): not a trigger
+        while True:
+            g = int(np.searchsorted(csum, target, side="left"))
+            if g < len(csum):
+                return tab.arrival_s[g] if g >= i else np.inf
+            if not tab.load_next():
+                return np.inf
+            csum, i = tab.csum, self.tail - tab.base
+
+    def _contiguous_head(self) -> int | None:
+        """First waiting id when the waiting ids are exactly [it, tail), else None."""
+        return None
+
+    def waiting_items(self) -> int:
+        raise NotImplementedError
 
     def fill_time(self, size: int) -> float:
         """Arrival time at which ``size`` requests will be waiting (inf if never)."""
@@ -112,7 +147,7 @@ class _LazyAdmission:
         tab = self.table
         if not tab.ensure(gid):
             return np.inf
-        return float(tab.t[gid - tab.base])
+        return tab.arrival_s[gid - tab.base]
 
 
 
@@ -192,7 +227,17 @@ class CentralQueue(_LazyAdmission):
 
     def oldest_s(self) -> float:
         """Arrival time of the oldest waiting request, s."""
-        return float(self.table.t[self.runs[0][0] - self.table.base])
+        return self.table.arrival_s[self.runs[0][0] - self.table.base]
+
+    def waiting_items(self) -> int:
+        """Items held by all waiting requests."""
+        tab = self.table
+        return sum(tab.items(a, b) for a, b in self.runs)
+
+    def _contiguous_head(self) -> int | None:
+        if len(self.runs) == 1 and self.runs[0][1] == self.tail:
+            return self.runs[0][0]
+        return None
 
     def max_wait_s(self, now_s: float) -> float:
         """How long the oldest waiting request has waited, s (0 when empty)."""
@@ -416,6 +461,10 @@ class PriorityQueue(_LazyAdmission):
         """Arrival time of the request served next (head of the highest level), s."""
         gid = int(self.peek(1)[0])
         return float(self.table.t[gid - self.table.base])
+
+    def waiting_items(self) -> int:
+        """Items held by all waiting requests."""
+        return int(self.table.size[self.peek(self.len) - self.table.base].sum())
 
     def head_arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         loc = self.peek(k) - self.table.base

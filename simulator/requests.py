@@ -49,6 +49,7 @@ class RequestTable:
         self.exhausted = False
         self._spans: deque[tuple[int, int, float, float]] = deque()  # (lo, hi, t0, t1) global
         self.t = np.empty(0)
+        self.arrival_s: list[float] = []  # t as Python floats: cheap scalar reads when hot
         self.cls = np.empty(0, dtype=np.int16)
         self.size = np.empty(0, dtype=np.int64)
         self.start = np.empty(0)
@@ -74,6 +75,7 @@ class RequestTable:
         n = len(ch.time)
         keep = slice(0, self.end - self.base)
         self.t = np.concatenate([self.t[keep], ch.time])
+        self.arrival_s = self.arrival_s[keep] + ch.time.tolist()
         self.cls = np.concatenate([self.cls[keep], ch.cls])
         self.size = np.concatenate([self.size[keep], ch.size])
         self.start = np.concatenate([self.start[keep], np.full(n, np.nan)])
@@ -125,6 +127,7 @@ class RequestTable:
             for name in ("t", "cls", "size", "start", "finish", "node", "outcome", "csum",
                          "degraded"):
                 setattr(self, name, getattr(self, name)[released:])
+            self.arrival_s = self.arrival_s[released:]
 
     def flush_all(self) -> None:
         """End of run: hand every loaded chunk to the recorder (pending = in flight)."""

@@ -82,3 +82,29 @@ def test_batching_raises_throughput_under_load() -> None:
     assert no["overloaded"]  # 250 QPS x 5 ms = 1.25 > 1 without batching
     assert not yes["overloaded"]
     assert yes["latency_ms"]["p99"] < 100
+
+
+@pytest.mark.parametrize("dispatch", ["central", "per_node"])
+def test_item_cap_dispatches_at_the_overflowing_arrival(dispatch: str) -> None:
+    """40 items a request, at most 100 a batch: the third arrival overflows the cap, so the
+    first two leave at that instant although max_wait (1 s) is far off and the node is idle."""
+    d = mmc_dict(c=1, lam=10.0, duration_s=300, warmup_s=10,
+                 simulation={"records": "all"},
+                 workload={"classes": [{"name": "a", "share": 1.0,
+                                        "size": {"distribution": "constant", "mean": 40}}]},
+                 service={"time": {"distribution": "deterministic", "mean_ms": 1.0}},
+                 policy={"dispatch": dispatch, "routing": {"name": "round_robin"},
+                         "batching": {"name": "dynamic", "max_batch": 32,
+                                      "max_batch_items": 100, "max_wait_ms": 1000.0}})
+    res = run(scenario_from_dict(d), seed=5)
+    check_invariants(res)
+    rec = res.records.sort_values("arrival_s")
+    done = rec[rec["outcome"] == "completed"]
+    sizes = done.groupby("start_s").size()
+    assert (sizes == 2).mean() > 0.95  # 3 x 40 > 100: pairs
+    # each pair starts exactly when the next request arrives (not at its 1 s deadline)
+    arrivals = rec["arrival_s"].to_numpy()
+    starts = sizes.index.to_numpy()
+    hit = np.isin(starts, arrivals)
+    assert hit.mean() > 0.95
+    assert res.summary["queue_wait_ms"]["p99"] < 800  # 2 gaps of 100 ms mean, never 1 s + ...

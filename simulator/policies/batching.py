@@ -88,4 +88,6 @@ class DynamicBatcher:
             return BatchDecision(take=k)
         larger = [p for p in self.preferred if p > k]
         target = larger[0] if larger else self.max_batch
-        return BatchDecision(wait_until_s=deadline, wake_at_size=target)
+        # wake early when the waiting requests outgrow the item cap: that batch is due at once
+        items = self.max_batch_items + 1 if self.max_batch_items is not None else None
+        return BatchDecision(wait_until_s=deadline, wake_at_size=target, wake_at_items=items)

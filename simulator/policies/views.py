@@ -100,14 +100,19 @@ class QueueView:
 class BatchDecision(NamedTuple):
     """Take the first ``take`` waiting requests now (take > 0), or wait.
 
-    When waiting, the engine wakes the batcher again at ``wait_until_s`` or as soon as
-    ``wake_at_size`` requests are waiting, whichever comes first (None = no such trigger).
+    When waiting, the engine asks the batcher again at ``wait_until_s``, as soon as
+    ``wake_at_size`` requests are waiting, or as soon as the waiting requests hold
+    ``wake_at_items`` items (ignored when they already do: a lone oversized request), whichever
+    comes first (None = no such trigger). A decision to
+    wait stands until then or until the head of the queue changes: the engine need not ask in
+    between (so a wait decision must not hinge on time passing before ``wait_until_s``).
     Immutable (a named tuple: built once or more per batch, so cheap to build matters).
     """
 
     take: int = 0
     wait_until_s: float | None = None
     wake_at_size: int | None = None
+    wake_at_items: int | None = None
 
 
 TAKE_NONE = BatchDecision()

@@ -276,6 +276,9 @@ def check_batch_decision(batcher: Any, d: Any, q: QueueView, now_s: float,
               f"would sleep forever, for {where}")
     if d.wake_at_size is not None and d.wake_at_size < 1:
         _fail(f"wake_at_size {d.wake_at_size} < 1 for {where}")
+    if n and d.wake_at_size is not None and d.wake_at_size <= n:
+        _fail(f"waits for {d.wake_at_size} requests but {n} already wait: it would be asked "
+              f"again at once, forever, for {where}")
     if n == 0:
         return
     oldest = q.oldest_s
