@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import Timeout
 
 from simulator.cluster import FAILED, LOADING, READY, NodeTable, Pool
 from simulator.engine_fleet import FleetHooks
@@ -134,6 +135,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         n = self.nodes.n
         if self.central:
             self.queue = self._make_queue()
+            self.queue.min_timeout_s = self.min_timeout_s
             self.batcher = create("batcher", b.name, **bargs)
             self._fast = type(self.batcher) is NoBatching
             self.idle: list[deque[int]] = [deque() for _ in self.pools]
@@ -290,7 +292,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             current[j] = batch
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
-            yield env.timeout(dt)
+            yield Timeout(env, dt)
             current[j] = None
             # finish
             now = env.now
@@ -394,8 +396,8 @@ class Simulation(PushDispatch, FleetHooks, Overload):
                 return range(gid, gid + 1), math.inf
             if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
                 return None, self._wait_t  # the last decision to wait still stands
-            dec = batcher.next_batch(QueueView(q.len, oldest_s=q.oldest_s(), limit=limit,
-                                               load=q.head_arrays, fit=q.fit_items), now)
+            dec = batcher.next_batch(QueueView.lazy(q.len, q.oldest_s(), limit, q.head_arrays,
+                                                    q.fit_items), now)
             if dec.take <= 0:
                 wake = self._wake_time(dec, q)
                 if wake <= now:
@@ -430,8 +432,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         if head.n > q.max_len:
             return t1
         limit = self.batcher.max_batch
-        view = QueueView(head.n, oldest_s=t1, limit=limit, load=head.head_arrays,
-                         fit=head.fit_items)
+        view = QueueView.lazy(head.n, t1, limit, head.head_arrays, head.fit_items)
         dec = self.batcher.next_batch(view, t1)
         wake = t1
         if dec.take <= 0:
@@ -484,7 +485,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             return
         self._timer_at = t
         d = t - self.env.now
-        ev = self._timer = self.env.timeout(d if d > 0.0 else 0.0)
+        ev = self._timer = Timeout(self.env, d if d > 0.0 else 0.0)
         ev.callbacks.append(self._on_timer)  # type: ignore[union-attr]
 
     def _on_timer(self, ev: simpy.Event) -> None:

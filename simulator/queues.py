@@ -24,7 +24,7 @@ def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
     before = int(csum[i]) - int(table.size[i])
     if int(csum[i + k_max - 1]) - before <= cap:  # all k_max fit (the usual case)
         return k_max
-    k = int(np.searchsorted(csum[i:i + k_max], cap + before, side="right"))
+    k = int(csum[i:i + k_max].searchsorted(cap + before, side="right"))
     return max(k, 1)
 
 
@@ -97,7 +97,7 @@ class _LazyAdmission:
                     while k < stop and t[k] <= now_s:
                         k += 1
                     if k == stop and k < n and t[k] <= now_s:
-                        k = int(np.searchsorted(tab.t, now_s, side="right"))
+                        k = int(tab.t.searchsorted(now_s, side="right"))
                     self._admit_upto(tab.base + k)
                     return
                 self._admit_upto(tab.end)
@@ -125,7 +125,7 @@ class _LazyAdmission:
             if i and int(csum[i - 1]) >= target:
                 return np.inf  # already met (a lone oversized request): not a trigger
         while True:
-            g = int(np.searchsorted(csum, target, side="left"))
+            g = int(csum.searchsorted(target, side="left"))
             if g < len(csum):
                 return tab.arrival_s[g] if g >= i else np.inf
             if not tab.load_next():
@@ -162,6 +162,7 @@ class CentralQueue(_LazyAdmission):
         self.tail = 0  # every id below tail has been admitted or rejected
         self.rejected = 0
         self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
+        self.min_timeout_s = 0.0  # engine hint: no request times out sooner (s)
         self.next_arrival_s = -np.inf  # arrival time of id `tail` (cached), s
 
     def _admit_upto(self, j: int) -> None:
@@ -302,6 +303,8 @@ class CentralQueue(_LazyAdmission):
         while self.len:
             gid = self.runs[0][0]
             i = gid - tab.base
+            if now_s - tab.arrival_s[i] <= self.min_timeout_s:
+                break  # the head has not waited the shortest timeout yet
             deadline = tab.t[i] + timeout_s[tab.cls[i]]
             if deadline >= now_s:
                 break

@@ -104,7 +104,15 @@ class ProfileService:
         return v
 
     def sample(self, n_requests: int, n_items: int) -> float:
-        return self._base_s(n_items) * self._residual() / self.speed
+        """One batch's service time, s (inlined: called once per batch)."""
+        i = self._i
+        if i >= len(self._buf):
+            self._buf = self._rng.choice(self._resid, _BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        base = (self._table[n_items] if n_items <= self._TABLE_MAX
+                else float(service_ms(self.variant, n_items)) / 1000.0)
+        return base * self._buf[i] / self.speed
 
     def mean_time(self, n_requests: int, n_items: int) -> float:
         return self._base_s(n_items) * self._resid_mean / self.speed

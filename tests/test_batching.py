@@ -108,3 +108,24 @@ def test_item_cap_dispatches_at_the_overflowing_arrival(dispatch: str) -> None:
     hit = np.isin(starts, arrivals)
     assert hit.mean() > 0.95
     assert res.summary["queue_wait_ms"]["p99"] < 800  # 2 gaps of 100 ms mean, never 1 s + ...
+
+
+def test_batcher_waiting_for_a_met_condition_is_a_clear_error() -> None:
+    """A batcher that waits for a queue size already reached would be asked again forever at
+    the same instant: the engine stops with a message naming the batcher, not a hang."""
+    from simulator.policies import BatchDecision, register
+
+    @register("batcher", "test_stuck")
+    class Stuck:
+        max_batch = 4
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def next_batch(self, queue: QueueView, now_s: float) -> BatchDecision:
+            return BatchDecision(wake_at_size=max(queue.n_waiting, 1))
+
+    d = mmc_dict(c=1, lam=5.0, duration_s=10, warmup_s=1,
+                 policy={"dispatch": "central", "batching": {"name": "test_stuck"}})
+    with pytest.raises(RuntimeError, match="Stuck decided to wait"):
+        run(scenario_from_dict(d), seed=1)

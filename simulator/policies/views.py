@@ -67,6 +67,15 @@ class QueueView:
             oldest_s = float(arrival_s[0]) if arrival_s is not None and len(arrival_s) else None
         self.oldest_s = oldest_s
 
+    @classmethod
+    def lazy(cls, n_waiting: int, oldest_s: float | None, limit: int, load: object,
+             fit: object) -> QueueView:
+        """The engine's O(1) constructor: arrays built by ``load(limit)`` only when read."""
+        v = cls.__new__(cls)
+        v.n_waiting, v.oldest_s, v.limit, v._load, v._fit = n_waiting, oldest_s, limit, load, fit
+        v._arrival = v._items = None
+        return v
+
     def _materialize(self) -> None:
         if self._arrival is None:
             if self._load is None:
