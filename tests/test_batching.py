@@ -114,6 +114,7 @@ def test_batcher_waiting_for_a_met_condition_is_a_clear_error() -> None:
     """A batcher that waits for a queue size already reached would be asked again forever at
     the same instant: the engine stops with a message naming the batcher, not a hang."""
     from simulator.policies import BatchDecision, register
+    from simulator.policies.registry import unregister
 
     @register("batcher", "test_stuck")
     class Stuck:
@@ -127,5 +128,8 @@ def test_batcher_waiting_for_a_met_condition_is_a_clear_error() -> None:
 
     d = mmc_dict(c=1, lam=5.0, duration_s=10, warmup_s=1,
                  policy={"dispatch": "central", "batching": {"name": "test_stuck"}})
-    with pytest.raises(RuntimeError, match="Stuck decided to wait"):
-        run(scenario_from_dict(d), seed=1)
+    try:
+        with pytest.raises(RuntimeError, match="Stuck decided to wait"):
+            run(scenario_from_dict(d), seed=1)
+    finally:
+        unregister("batcher", "test_stuck")  # keep it out of other tests' generated scenarios

@@ -27,6 +27,11 @@ def register(kind: str, name: str) -> Callable[[T], T]:
     return deco
 
 
+def unregister(kind: str, name: str) -> None:
+    """Remove a registered policy (e.g. a test's deliberately broken one); no-op if absent."""
+    _REGISTRY.get(kind, {}).pop(name, None)
+
+
 def allowed_names(kind: str) -> list[str]:
     """Registered names of one kind, sorted (built-ins are registered on package import)."""
     import simulator.policies  # noqa: F401  (ensure built-ins are registered)
