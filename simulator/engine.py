@@ -259,7 +259,7 @@ class Simulation(PushDispatch, FleetHooks, Overload):
                 a = batch.start - base
                 k = len(batch)
                 if k == 1:
-                    items = int(tab.size[a]) if needs_items else 1
+                    items = tab.items_before[a + 1] - tab.items_before[a] if needs_items else 1
                     tab.start[a] = now
                     if track_nodes:
                         tab.node[a] = j

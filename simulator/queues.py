@@ -20,11 +20,11 @@ from simulator.requests import DROPPED, TIMED_OUT, RequestTable
 def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
     """Largest k <= k_max such that ids [first, first + k) hold <= cap items (at least 1)."""
     i = first - table.base
-    csum = table.csum
-    before = int(csum[i]) - int(table.size[i])
-    if int(csum[i + k_max - 1]) - before <= cap:  # all k_max fit (the usual case)
+    ib = table.items_before
+    before = ib[i]
+    if ib[i + k_max] - before <= cap:  # all k_max fit (the usual case)
         return k_max
-    k = int(csum[i:i + k_max].searchsorted(cap + before, side="right"))
+    k = int(table.csum[i:i + k_max].searchsorted(cap + before, side="right"))
     return max(k, 1)
 
 
@@ -112,25 +112,29 @@ class _LazyAdmission:
         if not tab.ensure(self.tail):
             return np.inf
         i = self.tail - tab.base
-        csum = tab.csum
+        ib = tab.items_before
         if self.len == 0:
-            target = int(csum[i]) - int(tab.size[i]) + items
+            target = ib[i] + items
         else:
             head = self._contiguous_head()
             if head is not None:  # ids [head, tail) wait: count items from the head
-                h = head - tab.base
-                target = int(csum[h]) - int(tab.size[h]) + items
+                target = ib[head - tab.base] + items
             else:
-                target = int(csum[i]) - int(tab.size[i]) + items - self.waiting_items()
-            if i and int(csum[i - 1]) >= target:
+                target = ib[i] + items - self.waiting_items()
+            if ib[i] >= target:
                 return np.inf  # already met (a lone oversized request): not a trigger
         while True:
-            g = int(csum.searchsorted(target, side="left"))
+            csum, ib = tab.csum, tab.items_before
+            w = i + 64  # the trigger is usually a few arrivals away: search near first
+            if w < len(csum) and ib[w + 1] >= target:
+                g = i + int(csum[i:w + 1].searchsorted(target, side="left"))
+            else:
+                g = int(csum.searchsorted(target, side="left"))
             if g < len(csum):
                 return tab.arrival_s[g] if g >= i else np.inf
             if not tab.load_next():
                 return np.inf
-            csum, i = tab.csum, self.tail - tab.base
+            i = self.tail - tab.base
 
     def _contiguous_head(self) -> int | None:
         """First waiting id when the waiting ids are exactly [it, tail), else None."""

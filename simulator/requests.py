@@ -50,6 +50,9 @@ class RequestTable:
         self._spans: deque[tuple[int, int, float, float]] = deque()  # (lo, hi, t0, t1) global
         self.t = np.empty(0)
         self.arrival_s: list[float] = []  # t as Python floats: cheap scalar reads when hot
+        # items_before[k]: items of all ids before local index k (len = loaded + 1), a list
+        # for the same reason: items(a, b) is two list reads
+        self.items_before: list[int] = [0]
         self.cls = np.empty(0, dtype=np.int16)
         self.size = np.empty(0, dtype=np.int64)
         self.start = np.empty(0)
@@ -85,6 +88,7 @@ class RequestTable:
         self.degraded = np.concatenate([self.degraded[keep], np.zeros(n, dtype=np.int8)])
         cs = np.cumsum(ch.size, dtype=np.int64) + self._items_total
         self.csum = np.concatenate([self.csum[keep], cs])
+        self.items_before = self.items_before + cs.tolist()
         if n:
             self._items_total = int(cs[-1])
         self._spans.append((self.end, self.end + n, ch.t0, ch.t1))
@@ -104,7 +108,7 @@ class RequestTable:
     def items(self, a: int, b: int) -> int:
         """Total items of the contiguous ids [a, b) (global ids, all loaded)."""
         i, j = a - self.base, b - self.base
-        return int(self.csum[j - 1] - self.csum[i]) + int(self.size[i])
+        return self.items_before[j] - self.items_before[i]
 
     def ensure_time(self, t: float) -> None:
         """Load chunks until every arrival at or before ``t`` is in the table."""
@@ -128,6 +132,7 @@ class RequestTable:
                          "degraded"):
                 setattr(self, name, getattr(self, name)[released:])
             self.arrival_s = self.arrival_s[released:]
+            self.items_before = self.items_before[released:]
 
     def flush_all(self) -> None:
         """End of run: hand every loaded chunk to the recorder (pending = in flight)."""

@@ -43,7 +43,7 @@ def _progress() -> Any:
 @click.option("--reps", default=150, show_default=True, help="timed calls per cell per process")
 @click.option("--processes", default=2, show_default=True,
               help="fresh processes, run one after another, whose samples are pooled")
-@click.option("--serving-s", default=4.0, show_default=True,
+@click.option("--serving-s", default=8.0, show_default=True,
               help="seconds of real serving per variant to measure serving overheads (0: skip)")
 @click.option("--serve-batch", default=32, show_default=True, help="max batch in that run")
 @click.option("--serve-wait-ms", default=2.0, show_default=True, help="max wait in that run, ms")

@@ -5,13 +5,17 @@ the server thread waits for the first request, then until ``max_batch`` requests
 the oldest has waited ``max_wait_ms`` (``threading.Condition.wait`` with a timeout: its
 overshoot is the timer slack the simulator needs), collates the requests' features into one
 batch, runs the forward pass and stamps every request's finish time. Everything is real: the
-GIL shared by the two threads, the collation, the timer.
+GIL shared by the two threads, the collation, the timer. What is not serving is kept out:
+per-request times go to preallocated arrays (a growing list of request objects made Python's
+full GC passes, and their tens-of-ms pauses, the p99 at 60% load) and long-lived objects are
+frozen out of the GC before the run.
 
-``serving_overheads`` turns a short serving run into the per-batch costs serving adds to the
-isolated forward pass (``overhead_ms_per_batch + overhead_ms_per_item * items``), as the
-profile schema wants them: the median dispatch->finish time per batch size minus the fitted
-isolated forward time, fitted affine in the batch size (weighted by how many batches of each
-size were seen).
+``calibration_runs`` + ``fit_serving`` turn short serving runs at a low and a middle load into
+what serving adds to the isolated forward pass, as the profile schema wants it: overheads
+(``overhead_ms_per_batch + overhead_ms_per_item * items``: the median dispatch->finish time
+per batch size minus the fitted isolated forward time, fitted affine in the batch size over
+the pooled runs, weighted by how many batches of each size were seen), the batcher timer's
+overshoot, and the per-batch residuals around that fit (``serving_residuals``).
 """
 
 from __future__ import annotations
