@@ -51,6 +51,7 @@ def test_profile_service_draws_serving_residuals_when_present(tmp_path: Path) ->
     raw = json.loads(Path("scenarios/profiles/cpu-x86.json").read_text())
     v = raw["variants"]["fp32"]
     v["residuals"] = [1.0]
+    v.pop("serving_residuals", None)
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps(raw))
     v["serving_residuals"] = [2.0, 2.0]
