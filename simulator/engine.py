@@ -28,6 +28,7 @@ import simpy
 from simpy.events import Timeout
 
 from simulator.cluster import FAILED, LOADING, READY, NodeTable, Pool
+from simulator.engine_central import CentralDispatch
 from simulator.engine_fleet import FleetHooks
 from simulator.engine_overload import Overload
 from simulator.engine_push import PushDispatch
@@ -36,7 +37,7 @@ from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.policies.batching import NoBatching
 from simulator.policies.views import BatchDecision, QueueView
-from simulator.queues import CentralQueue, NodeQueue, UpcomingHead
+from simulator.queues import CentralQueue, NodeQueue
 from simulator.recorder import Recorder, RecordSink
 from simulator.requests import COMPLETED, RequestTable
 from simulator.rng import BufferedRandom, stream
@@ -45,21 +46,7 @@ from simulator.service import build_service
 from simulator.workload import Workload
 
 
-def resume_now(ev: simpy.Event, value: Any) -> None:
-    """Trigger ``ev`` and run its callbacks now, instead of scheduling it for now.
-
-    The node process waiting on ``ev`` starts its batch at this same simulated instant, one
-    event-queue round trip sooner (only the order among events at one instant can differ from
-    ``ev.succeed(value)``). Used only from timer callbacks, where no process is active.
-    """
-    ev._ok = True
-    ev._value = value
-    callbacks, ev.callbacks = ev.callbacks, None
-    for cb in callbacks:  # type: ignore[union-attr]
-        cb(ev)
-
-
-class Simulation(PushDispatch, FleetHooks, Overload):
+class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
     """One run of one scenario with one seed."""
 
     def __init__(self, sc: Scenario, seed: int | None = None, records: str | None = None,
@@ -378,69 +365,6 @@ class Simulation(PushDispatch, FleetHooks, Overload):
             return batch
         return self._take_node(j)
 
-    def _decide_central(self) -> tuple[range | np.ndarray | None, float]:
-        """Apply the batcher to the central queue: (batch, inf) or (None, wake-up time)."""
-        now = self.env.now
-        q = self.queue
-        batcher = self.batcher
-        limit = batcher.max_batch
-        while True:
-            if now >= q.next_arrival_s:
-                q.materialize(now)
-            if self.has_timeouts and q.len:
-                q.expire(now, self.timeout_s)
-            if q.len == 0:  # nothing to batch: any batcher waits for the next arrival
-                return None, self._wake_when_empty()
-            if self._fast:
-                gid = q.pop_one()
-                return range(gid, gid + 1), math.inf
-            if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
-                return None, self._wait_t  # the last decision to wait still stands
-            dec = batcher.next_batch(QueueView.lazy(q.len, q.oldest_s(), limit, q.head_arrays,
-                                                    q.fit_items), now)
-            if dec.take <= 0:
-                wake = self._wake_time(dec, q)
-                if wake <= now:
-                    raise RuntimeError(
-                        f"batcher {type(batcher).__name__} decided to wait ({dec}) for a "
-                        f"condition already met at t={now!r} s with {q.len} request(s) "
-                        "waiting: it would be asked again forever")
-                if self._lookahead:
-                    self._wait_head, self._wait_t = q.runs[0][0], wake
-                return None, wake
-            batch = q.take(dec.take if dec.take < limit else limit)
-            if self.has_timeouts:
-                batch = self._drop_expired(batch, now)
-            if len(batch):
-                return batch, math.inf
-
-    def _wake_when_empty(self) -> float:
-        """When to look at the empty central queue again (s).
-
-        The next arrival time, or, when the batcher would wait anyway once it arrives (and
-        nothing but that arrival can change an empty FIFO queue), the time that batcher would
-        wait for. Asking it now saves a timer event per batch at low load; the answer is the
-        same one it would give at the arrival, and is kept until the queue moves on.
-        """
-        q = self.queue
-        if self._look_tail == q.tail:
-            return self._look_t
-        t1 = q.fill_time(1)
-        if not self._lookahead or t1 == math.inf:
-            return t1
-        head = UpcomingHead(self.table, q.tail, t1)
-        if head.n > q.max_len:
-            return t1
-        limit = self.batcher.max_batch
-        view = QueueView.lazy(head.n, t1, limit, head.head_arrays, head.fit_items)
-        dec = self.batcher.next_batch(view, t1)
-        wake = t1
-        if dec.take <= 0:
-            wake = max(t1, self._wake_time(dec, q))
-        self._look_tail, self._look_t = q.tail, wake
-        self._wait_head, self._wait_t = q.tail, wake  # holds once that arrival is the head
-        return wake
-
     def _ask(self, batcher: Any, q: NodeQueue, now: float) -> BatchDecision:
         """Build the batcher's read-only view of node queue ``q`` and ask for a decision."""
         tab = self.table
@@ -448,61 +372,6 @@ class Simulation(PushDispatch, FleetHooks, Overload):
         view = QueueView(len(q), oldest_s=oldest, limit=batcher.max_batch,
                          load=lambda k: q.head_arrays(k, tab))
         return batcher.next_batch(view, now)
-
-    @staticmethod
-    def _wake_time(dec: BatchDecision, q: Any) -> float:
-        """When a decision to wait on central queue ``q`` expires (s): its deadline, or the
-        arrival that brings ``wake_at_size`` requests or ``wake_at_items`` items."""
-        t = dec.wait_until_s if dec.wait_until_s is not None else math.inf
-        if dec.wake_at_size:
-            f = q.fill_time(dec.wake_at_size)
-            t = f if f < t else t
-        if dec.wake_at_items is not None and q.next_arrival_s < t:
-            f = q.items_fill_time(dec.wake_at_items)  # an arrival: none before the next one
-            t = f if f < t else t
-        return t
-
-    def _drop_expired(self, batch: range | np.ndarray, now: float) -> range | np.ndarray:
-        """Requests of a batch whose queue timeout passed leave as timed out."""
-        tab = self.table
-        if (type(batch) is range
-                and now - tab.arrival_s[batch.start - tab.base] <= self.min_timeout_s):
-            return batch  # the oldest request has not waited long enough to expire
-        if type(batch) is range:
-            batch = np.arange(batch.start, batch.stop)
-        loc = batch - tab.base
-        deadline = tab.t[loc] + self.timeout_s[tab.cls[loc]]
-        late = deadline < now
-        if late.any():
-            tab.outcome[loc[late]] = 3
-            tab.finish[loc[late]] = deadline[late]
-            return batch[~late]
-        return batch
-
-    def _arm(self, t: float) -> None:
-        """Make sure the central dispatcher wakes at time ``t`` (earliest request wins)."""
-        if t >= self.duration_s or t >= self._timer_at:
-            return
-        self._timer_at = t
-        d = t - self.env.now
-        ev = self._timer = Timeout(self.env, d if d > 0.0 else 0.0)
-        ev.callbacks.append(self._on_timer)  # type: ignore[union-attr]
-
-    def _on_timer(self, ev: simpy.Event) -> None:
-        """The dispatcher's timer: idle nodes take what the batcher now allows."""
-        if ev is not self._timer:
-            return  # superseded by an earlier timer
-        self._timer = None
-        self._timer_at = math.inf
-        while self._n_idle:
-            batch, wake_t = self._decide_central()
-            if batch is None:
-                self._arm(wake_t)
-                return
-            j = self._pop_idle()
-            ev = self._wake[j]
-            assert ev is not None
-            resume_now(ev, batch)
 
     # ================================================================== end of run
     def _finish(self) -> None:

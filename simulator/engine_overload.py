@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from simulator.cluster import Pool
-from simulator.queues import CentralQueue, PriorityQueue
+from simulator.queues import CentralQueue
+from simulator.queues_priority import PriorityQueue
 from simulator.requests import COMPLETED
 from simulator.rng import stream
 from simulator.scenario import ScenarioError
