@@ -132,7 +132,6 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             self._timer: simpy.Event | None = None  # the dispatcher's live timer
             self._lookahead = (type(self.queue) is CentralQueue and self.queue.divert is None
                                and not self._fast)
-            self._look_tail, self._look_t = -1, math.inf
             # the batcher's last decision to wait: (head id then, wake-up time); it stands
             # until that time or until the head of the queue changes (FIFO queue only)
             self._wait_head, self._wait_t = -1, -math.inf

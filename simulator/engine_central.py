@@ -82,8 +82,8 @@ class CentralDispatch:
         same one it would give at the arrival, and is kept until the queue moves on.
         """
         q = self.queue
-        if self._look_tail == q.tail:
-            return self._look_t
+        if self._wait_head == q.tail:  # asked already, for this same next arrival
+            return self._wait_t
         t1 = q.fill_time(1)
         if not self._lookahead or t1 == math.inf:
             return t1
@@ -96,8 +96,7 @@ class CentralDispatch:
         wake = t1
         if dec.take <= 0:
             wake = max(t1, self._wake_time(dec, q))
-        self._look_tail, self._look_t = q.tail, wake
-        self._wait_head, self._wait_t = q.tail, wake  # holds once that arrival is the head
+        self._wait_head, self._wait_t = q.tail, wake  # holds until that arrival is served
         return wake
 
     @staticmethod
