@@ -225,6 +225,7 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
         bstart = self._bstart
         needs_items = svc.needs_items or self._fallback is not None
         track_nodes = self.records_mode != "none"  # the node column is only for records
+        served = tab.served
         while True:
             if not ready[j] and (central or not len(self.node_q[j])):
                 return
@@ -239,21 +240,19 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
                 if batch is None:
                     continue
             now = env.now
-            # start: bookkeeping over the batch (ids are global; ranges are consecutive ids)
+            # start: bookkeeping over the batch (ids are global; ranges are consecutive ids;
+            # a range's start, finish and outcome are logged when it finishes)
             base = tab.base
             if type(batch) is range:
                 a = batch.start - base
                 k = len(batch)
-                if k == 1:
-                    items = tab.items_before[a + 1] - tab.items_before[a] if needs_items else 1
-                    tab.start[a] = now
-                    if track_nodes:
-                        tab.node[a] = j
+                if needs_items:
+                    ib = tab.items_before
+                    items = ib[a + k] - ib[a]
                 else:
-                    items = tab.items(batch.start, batch.stop)
-                    tab.start[a:a + k] = now
-                    if track_nodes:
-                        tab.node[a:a + k] = j
+                    items = k  # ignored by the service model
+                if track_nodes:
+                    tab.node[a:a + k] = j
             else:
                 k = len(batch)
                 loc = batch - base
@@ -281,25 +280,19 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             yield Timeout(env, dt)
             current[j] = None
             # finish
+            t0 = now
             now = env.now
-            base = tab.base
             if type(batch) is range:
-                a = batch.start - base
-                if k == 1:
-                    tab.finish[a] = now
-                    tab.outcome[a] = COMPLETED
-                else:
-                    tab.finish[a:a + k] = now
-                    tab.outcome[a:a + k] = COMPLETED
+                served((batch.start, batch.stop, t0, now))
             else:
-                loc = batch - base
+                loc = batch - tab.base
                 tab.finish[loc] = now
                 tab.outcome[loc] = COMPLETED
             if not central:
                 nodes.busy[j] = 0
             pool.n_busy -= 1
-            pool.busy_start_sum_s -= bstart[j]
-            pool.busy_done_s += now - bstart[j]
+            pool.busy_start_sum_s -= t0
+            pool.busy_done_s += now - t0
             pool.batches += 1
             pool.served += k
             self._pool_in_service[pi] -= k
@@ -391,7 +384,11 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             for born in p.birth_s.values():
                 if end - born < p.cfg.min_billing_s:
                     p.min_billing_extra_s += p.cfg.min_billing_s - (end - born)
-        self.table.flush_all()
+        tab = self.table
+        for j, batch in enumerate(self._current):  # in service at the end: started, in flight
+            if type(batch) is range:
+                tab.start[batch.start - tab.base:batch.stop - tab.base] = self._bstart[j]
+        tab.flush_all()
         self.records = self.sink.close()
 
     def billed_seconds_window(self) -> list[float]:

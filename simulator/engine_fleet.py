@@ -100,6 +100,7 @@ class FleetHooks:
             ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
             k = len(ids)
             started = self._bstart[j]
+            tab.start[ids - tab.base] = started  # ranges log it only when they finish
             nodes.busy[j] = 0
             p.n_busy -= 1
             p.busy_start_sum_s -= started
@@ -114,7 +115,6 @@ class FleetHooks:
             nodes.queued_work_s[j] = 0.0
             self._requeue_or_lose(ids, lose, p)
         self._kick()
-        _ = tab
 
     def _requeue_or_lose(self, ids: np.ndarray, lose: bool, p: Pool) -> None:
         tab = self.table

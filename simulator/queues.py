@@ -12,6 +12,7 @@ empty central queue will hold at the next arrival. The priority-level queue is i
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 import numpy as np
@@ -26,8 +27,8 @@ def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
     before = ib[i]
     if ib[i + k_max] - before <= cap:  # all k_max fit (the usual case)
         return k_max
-    k = int(table.csum[i:i + k_max].searchsorted(cap + before, side="right"))
-    return max(k, 1)
+    k = bisect_right(ib, cap + before, i, i + k_max + 1) - 1 - i
+    return k if k > 1 else 1
 
 
 class UpcomingHead:
@@ -91,15 +92,8 @@ class LazyAdmission:
             if self.tail < tab.end:
                 if tab.arrival_s[self.tail - tab.base] > now_s:
                     return
-                if tab.last_time > now_s:
-                    # usually only a few requests arrived since the last look: scan them
-                    t, i, n = tab.arrival_s, self.tail - tab.base, len(tab.arrival_s)
-                    stop = i + 8 if i + 8 < n else n
-                    k = i + 1
-                    while k < stop and t[k] <= now_s:
-                        k += 1
-                    if k == stop and k < n and t[k] <= now_s:
-                        k = int(tab.t.searchsorted(now_s, side="right"))
+                if tab.last_time > now_s:  # the arrivals up to now_s end inside this chunk
+                    k = bisect_right(tab.arrival_s, now_s, self.tail - tab.base + 1)
                     self._admit_upto(tab.base + k)
                     return
                 self._admit_upto(tab.end)
@@ -126,14 +120,10 @@ class LazyAdmission:
             if ib[i] >= target:
                 return np.inf  # already met (a lone oversized request): not a trigger
         while True:
-            csum, ib = tab.csum, tab.items_before
-            w = i + 64  # the trigger is usually a few arrivals away: search near first
-            if w < len(csum) and ib[w + 1] >= target:
-                g = i + int(csum[i:w + 1].searchsorted(target, side="left"))
-            else:
-                g = int(csum.searchsorted(target, side="left"))
-            if g < len(csum):
-                return tab.arrival_s[g] if g >= i else np.inf
+            ib = tab.items_before
+            p = bisect_left(ib, target, i + 1)  # first p with items_before[p] >= target
+            if p < len(ib):
+                return tab.arrival_s[p - 1]  # the arrival that brings the items to target
             if not tab.load_next():
                 return np.inf
             i = self.tail - tab.base

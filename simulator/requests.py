@@ -60,9 +60,12 @@ class RequestTable:
         self.node = np.empty(0, dtype=np.int32)
         self.outcome = np.empty(0, dtype=np.int8)
         self.degraded = np.empty(0, dtype=np.int8)  # 1 = served by the fallback
-        self.csum = np.empty(0, dtype=np.int64)  # items of all ids up to and including this one
         self._items_total = 0
         self.last_time = -np.inf  # arrival time of the last loaded request
+        # finished batches of consecutive ids not yet written to the columns:
+        # (first id, end id, start s, finish s); see served() and apply_served()
+        self._served: list[tuple[int, int, float, float]] = []
+        self.served = self._served.append
         self.loaded_until = 0.0  # every arrival before this time is loaded
 
     def load_next(self) -> bool:
@@ -87,7 +90,6 @@ class RequestTable:
         self.outcome = np.concatenate([self.outcome[keep], np.zeros(n, dtype=np.int8)])
         self.degraded = np.concatenate([self.degraded[keep], np.zeros(n, dtype=np.int8)])
         cs = np.cumsum(ch.size, dtype=np.int64) + self._items_total
-        self.csum = np.concatenate([self.csum[keep], cs])
         self.items_before = self.items_before + cs.tolist()
         if n:
             self._items_total = int(cs[-1])
@@ -97,6 +99,27 @@ class RequestTable:
             self.last_time = float(ch.time[-1])
         self.loaded_until = ch.t1
         return True
+
+    def apply_served(self) -> None:
+        """Write the logged finished batches into start, finish and outcome (vectorized).
+
+        The hot loop logs a served batch of consecutive ids with one list append
+        (``served((first, end, start_s, finish_s))``) instead of three array writes; every
+        reader of those columns (chunk release, the end of the run) calls this first.
+        """
+        log = self._served
+        if not log:
+            return
+        a = np.array(log)
+        log.clear()
+        first = a[:, 0].astype(np.int64) - self.base
+        k = a[:, 1].astype(np.int64) - a[:, 0].astype(np.int64)
+        n = int(k.sum())
+        offset = np.repeat(np.cumsum(k) - k, k)  # index of each request's batch start
+        loc = np.repeat(first, k) + (np.arange(n) - offset)
+        self.start[loc] = np.repeat(a[:, 2], k)
+        self.finish[loc] = np.repeat(a[:, 3], k)
+        self.outcome[loc] = COMPLETED
 
     def ensure(self, gid: int) -> bool:
         """Load chunks until ``gid`` is in the table; False if the workload ends first."""
@@ -117,6 +140,7 @@ class RequestTable:
 
     def release_done(self) -> None:
         """Hand finished leading chunks to the recorder and drop them from memory."""
+        self.apply_served()
         released = 0
         while self._spans:
             lo, hi, t0, t1 = self._spans[0]
@@ -128,7 +152,7 @@ class RequestTable:
             released = b
         if released:
             self.base += released
-            for name in ("t", "cls", "size", "start", "finish", "node", "outcome", "csum",
+            for name in ("t", "cls", "size", "start", "finish", "node", "outcome",
                          "degraded"):
                 setattr(self, name, getattr(self, name)[released:])
             self.arrival_s = self.arrival_s[released:]
@@ -136,6 +160,7 @@ class RequestTable:
 
     def flush_all(self) -> None:
         """End of run: hand every loaded chunk to the recorder (pending = in flight)."""
+        self.apply_served()
         while self._spans:
             lo, hi, t0, t1 = self._spans.popleft()
             self._on_done(ChunkView(self, lo - self.base, hi - self.base, t0, t1))
