@@ -114,17 +114,19 @@ class TimeSeries:
     def latency_by_arrival(self, arrival_s: np.ndarray, latency_ms: np.ndarray) -> None:
         """Per-interval p99 and mean latency of requests that arrived in each interval.
 
-        Call once per set of whole intervals (chunks are aligned to intervals).
+        Call once per set of whole intervals (chunks are aligned to intervals), with
+        ``arrival_s`` in arrival order (sorted), so each interval is one segment.
         """
         if len(arrival_s) == 0:
             return
         b = self.bin_of(arrival_s)
-        order = np.lexsort((latency_ms, b))
-        b, lat = b[order], latency_ms[order]
+        if len(b) > 1 and bool((b[1:] < b[:-1]).any()):  # not in arrival order: group first
+            order = np.argsort(b, kind="stable")
+            b, latency_ms = b[order], latency_ms[order]
         starts = np.flatnonzero(np.concatenate([[True], b[1:] != b[:-1]]))
         ends = np.concatenate([starts[1:], [len(b)]])
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            seg = lat[s:e]
+            seg = np.sort(latency_ms[s:e])  # sorted: the mean sums in the same order always
             k = b[s]
             self.p99_latency_ms[k] = float(np.percentile(seg, 99))
             self.mean_latency_ms[k] = float(seg.mean())

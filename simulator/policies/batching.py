@@ -59,35 +59,39 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self.slack_s = timer_slack_ms / 1000.0
         self.preferred = sorted(set(int(s) for s in preferred_sizes))
-
-    def _fit(self, queue: QueueView) -> tuple[int, bool]:
-        """Largest k that fits the caps, and whether a cap (not the queue) limits it."""
-        n = min(queue.n_waiting, self.max_batch)
-        if self.max_batch_items is None or n <= 1:  # a lone request always fits
-            return n, n == self.max_batch
-        k = queue.fit_items(self.max_batch_items, n)  # >= 1: an oversized request goes alone
-        if k < n:
-            return k, True
-        return k, k == self.max_batch
+        # decisions are immutable: the "take k" ones are built once (k <= max_batch)
+        self._take = [BatchDecision(take=k) for k in range(self.max_batch + 1)]
+        # wake early when the waiting requests outgrow the item cap: that batch is due at once
+        self._wake_items = max_batch_items + 1 if max_batch_items is not None else None
 
     def next_batch(self, queue: QueueView, now_s: float) -> BatchDecision:
-        if queue.n_waiting == 0:
+        n = queue.n_waiting
+        if n == 0:
             return BatchDecision(wake_at_size=1)
-        k, capped = self._fit(queue)
+        # k: the largest batch the caps allow; capped: a cap (not the queue) limits it
+        if n > self.max_batch:
+            n = self.max_batch
+        k, capped = n, n == self.max_batch
+        if self.max_batch_items is not None and n > 1:  # a lone request always fits
+            k = queue.fit_items(self.max_batch_items, n)  # >= 1: an oversized one goes alone
+            if k < n:
+                capped = True
         if capped:
-            return BatchDecision(take=k)
+            return self._take[k]
         assert queue.oldest_s is not None
         deadline = queue.oldest_s + self.max_wait_s + self.slack_s
+        preferred = self.preferred
         if self.max_wait_s <= 0 or now_s >= deadline:
-            if self.preferred:
-                fitting = [p for p in self.preferred if p <= k]
+            if preferred:
+                fitting = [p for p in preferred if p <= k]
                 if fitting and self.max_wait_s > 0:
-                    return BatchDecision(take=fitting[-1])
-            return BatchDecision(take=k)
-        if k in self.preferred:
-            return BatchDecision(take=k)
-        larger = [p for p in self.preferred if p > k]
-        target = larger[0] if larger else self.max_batch
-        # wake early when the waiting requests outgrow the item cap: that batch is due at once
-        items = self.max_batch_items + 1 if self.max_batch_items is not None else None
-        return BatchDecision(wait_until_s=deadline, wake_at_size=target, wake_at_items=items)
+                    return self._take[fitting[-1]]
+            return self._take[k]
+        target = self.max_batch
+        if preferred:
+            if k in preferred:
+                return self._take[k]
+            larger = [p for p in preferred if p > k]
+            target = larger[0] if larger else self.max_batch
+        return BatchDecision(wait_until_s=deadline, wake_at_size=target,
+                             wake_at_items=self._wake_items)
