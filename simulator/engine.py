@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import Timeout
 
+from simulator.clock import Clock
 from simulator.cluster import FAILED, LOADING, READY, NodeTable, Pool
 from simulator.engine_central import CentralDispatch
 from simulator.engine_fleet import FleetHooks
@@ -53,7 +53,7 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
                  records_path: Path | None = None) -> None:
         self.sc = sc
         self.seed = sc.simulation.seed if seed is None else int(seed)
-        self.env = simpy.Environment()
+        self.env = Clock()
         self.duration_s = sc.simulation.duration_s
         self.warmup_s = sc.simulation.warmup_s
         try:
@@ -130,7 +130,8 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             self._pool_order = self._preference_order()
             self._timer_at = math.inf
             self._timer: simpy.Event | None = None  # the dispatcher's live timer
-            self._lookahead = (type(self.queue) is CentralQueue and self.queue.divert is None
+            self._fifo = type(self.queue) is CentralQueue
+            self._lookahead = (self._fifo and self.queue.divert is None
                                and not self._fast)
             # the batcher's last decision to wait: (head id then, wake-up time); it stands
             # until that time or until the head of the queue changes (FIFO queue only)
@@ -233,13 +234,13 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             if batch is None:
                 if not ready[j]:
                     return
-                ev = env.event()
+                ev = env.pending()
                 self._wake[j] = ev
                 batch = yield ev
                 self._wake[j] = None
                 if batch is None:
                     continue
-            now = env.now
+            now = env._now
             # start: bookkeeping over the batch (ids are global; ranges are consecutive ids;
             # a range's start, finish and outcome are logged when it finishes)
             base = tab.base
@@ -277,11 +278,11 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             current[j] = batch
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
-            yield Timeout(env, dt)
+            yield env.sleep(dt)
             current[j] = None
             # finish
             t0 = now
-            now = env.now
+            now = env._now
             if type(batch) is range:
                 served((batch.start, batch.stop, t0, now))
             else:

@@ -14,24 +14,10 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import Timeout
 
+from simulator.clock import resume_now
 from simulator.policies.views import BatchDecision, QueueView
 from simulator.queues import UpcomingHead
-
-
-def resume_now(ev: simpy.Event, value: Any) -> None:
-    """Trigger ``ev`` and run its callbacks now, instead of scheduling it for now.
-
-    The node process waiting on ``ev`` starts its batch at this same simulated instant, one
-    event-queue round trip sooner (only the order among events at one instant can differ from
-    ``ev.succeed(value)``). Used only from timer callbacks, where no process is active.
-    """
-    ev._ok = True
-    ev._value = value
-    callbacks, ev.callbacks = ev.callbacks, None
-    for cb in callbacks:  # type: ignore[union-attr]
-        cb(ev)
 
 
 class CentralDispatch:
@@ -39,15 +25,16 @@ class CentralDispatch:
 
     def _decide_central(self) -> tuple[range | np.ndarray | None, float]:
         """Apply the batcher to the central queue: (batch, inf) or (None, wake-up time)."""
-        now = self.env.now
+        now = self.env._now
         q = self.queue
         batcher = self.batcher
         limit = batcher.max_batch
+        fifo = self._fifo
         while True:
             if now >= q.next_arrival_s:
                 q.materialize(now)
-            if self.has_timeouts and q.len:
-                q.expire(now, self.timeout_s)
+            if self.has_timeouts and q.len and (not fifo or now - q.oldest_s() > q.min_timeout_s):
+                q.expire(now, self.timeout_s)  # (a FIFO head younger than that cannot expire)
             if q.len == 0:  # nothing to batch: any batcher waits for the next arrival
                 return None, self._wake_when_empty()
             if self._fast:
@@ -134,9 +121,8 @@ class CentralDispatch:
         if t >= self.duration_s or t >= self._timer_at:
             return
         self._timer_at = t
-        d = t - self.env.now
-        ev = self._timer = Timeout(self.env, d if d > 0.0 else 0.0)
-        ev.callbacks.append(self._on_timer)  # type: ignore[union-attr]
+        d = t - self.env._now
+        self._timer = self.env.timer(d if d > 0.0 else 0.0, self._on_timer)
 
     def _on_timer(self, ev: simpy.Event) -> None:
         """The dispatcher's timer: idle nodes take what the batcher now allows."""

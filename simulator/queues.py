@@ -44,7 +44,8 @@ class UpcomingHead:
     def __init__(self, table: RequestTable, first: int, t_s: float) -> None:
         self.table, self.first, self.t_s = table, first, t_s
         n = 0
-        while table.ensure(first + n) and table.arrival_s[first + n - table.base] == t_s:
+        while ((first + n < table.end or table.ensure(first + n))
+               and table.arrival_s[first + n - table.base] == t_s):
             n += 1
         self.n = n
 
@@ -105,7 +106,7 @@ class LazyAdmission:
         or if they already do). Counts every future arrival as admitted, so it errs early,
         never late."""
         tab = self.table
-        if not tab.ensure(self.tail):
+        if self.tail >= tab.end and not tab.ensure(self.tail):
             return np.inf
         i = self.tail - tab.base
         ib = tab.items_before
@@ -141,7 +142,7 @@ class LazyAdmission:
         if gid < self.tail:
             return -np.inf
         tab = self.table
-        if not tab.ensure(gid):
+        if gid >= tab.end and not tab.ensure(gid):
             return np.inf
         return tab.arrival_s[gid - tab.base]
 
