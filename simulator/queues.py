@@ -82,8 +82,15 @@ class LazyAdmission:
         """Admit (or reject, when full) every request that arrived at or before ``now_s``."""
         if now_s < self.next_arrival_s:
             return  # the next arrival is still in the future
-        self._materialize(now_s)
         tab = self.table
+        i = self.tail - tab.base
+        if self.tail < tab.end and tab.last_time > now_s and tab.arrival_s[i] <= now_s:
+            # the usual case: the arrivals up to now_s end inside the loaded chunks
+            k = bisect_right(tab.arrival_s, now_s, i + 1)
+            self._admit_upto(tab.base + k)
+            self.next_arrival_s = tab.arrival_s[k]
+            return
+        self._materialize(now_s)
         self.next_arrival_s = (tab.arrival_s[self.tail - tab.base] if self.tail < tab.end
                         else (np.inf if tab.exhausted else tab.loaded_until))
 
@@ -275,6 +282,16 @@ class CentralQueue(LazyAdmission):
 
     def take(self, k: int) -> range | np.ndarray:
         """Remove and return the first ``k`` waiting ids (see :meth:`peek`)."""
+        if k > self.len:
+            k = self.len
+        run = self.runs[0] if k else None
+        if run is not None and run[1] - run[0] >= k:  # all from the first run (the usual case)
+            a = run[0]
+            run[0] = a + k
+            if run[0] == run[1]:
+                self.runs.popleft()
+            self.len -= k
+            return range(a, a + k)
         ids = self.peek(k)
         need = len(ids)
         self.len -= need
