@@ -85,8 +85,13 @@ class LazyAdmission:
         tab = self.table
         i = self.tail - tab.base
         if self.tail < tab.end and tab.last_time > now_s and tab.arrival_s[i] <= now_s:
-            # the usual case: the arrivals up to now_s end inside the loaded chunks
-            k = bisect_right(tab.arrival_s, now_s, i + 1)
+            # the usual case: the arrivals up to now_s end inside the loaded chunks, and
+            # only a few arrived since the last look
+            t = tab.arrival_s
+            k = i + 1  # t[-1] > now_s: k stays inside t
+            if t[k] <= now_s:
+                w = k + 16
+                k = bisect_right(t, now_s, k + 1, w if w < len(t) and t[w - 1] > now_s else len(t))
             self._admit_upto(tab.base + k)
             self.next_arrival_s = tab.arrival_s[k]
             return
@@ -129,7 +134,10 @@ class LazyAdmission:
                 return np.inf  # already met (a lone oversized request): not a trigger
         while True:
             ib = tab.items_before
-            p = bisect_left(ib, target, i + 1)  # first p with items_before[p] >= target
+            w = i + 33  # the trigger is usually a few arrivals away: search near first
+            # first p > i with items_before[p] >= target
+            p = bisect_left(ib, target, i + 1, w if w < len(ib) and ib[w - 1] >= target
+                            else len(ib))
             if p < len(ib):
                 return tab.arrival_s[p - 1]  # the arrival that brings the items to target
             if not tab.load_next():

@@ -93,5 +93,5 @@ class DynamicBatcher:
                 return self._take[k]
             larger = [p for p in preferred if p > k]
             target = larger[0] if larger else self.max_batch
-        return BatchDecision(wait_until_s=deadline, wake_at_size=target,
-                             wake_at_items=self._wake_items)
+        # wait: (take, wait_until_s, wake_at_size, wake_at_items), positional (built per batch)
+        return BatchDecision(0, deadline, target, self._wake_items)
