@@ -76,7 +76,6 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
         self.nodes = NodeTable(nid, pool_of, pol.admission.max_queue_length)
         self._svc = [self.pools[p].service for p in pool_of.tolist()]
         self._pool_of = [self.pools[p] for p in pool_of.tolist()]
-        self._pool_in_service = [0] * len(self.pools)
         self._current: list[range | np.ndarray | None] = [None] * nid
         self._bstart = [0.0] * nid  # start of the batch in service, s
         self._ready_py = [False] * nid  # mirror of nodes.ready for the hot loop
@@ -224,7 +223,8 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
         ready = self._ready_py
         current = self._current
         bstart = self._bstart
-        needs_items = svc.needs_items or self._fallback is not None
+        fallback = self._fallback  # degraded-mode services (set once, at start)
+        needs_items = svc.needs_items or fallback is not None
         track_nodes = self.records_mode != "none"  # the node column is only for records
         served = tab.served
         while True:
@@ -260,8 +260,8 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
                 items = int(tab.size[loc].sum())
                 tab.start[loc] = now
                 tab.node[loc] = j
-            if self._fallback is not None and self._degrade_batch():
-                dt = self._fallback[pi].sample(k, items)
+            if fallback is not None and self._degrade_batch():
+                dt = fallback[pi].sample(k, items)
                 if type(batch) is range:
                     tab.degraded[a:a + k] = 1
                 else:
@@ -274,7 +274,6 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             bstart[j] = now
             pool.n_busy += 1
             pool.busy_start_sum_s += now
-            self._pool_in_service[pi] += k
             current[j] = batch
             if k > self.max_batch_seen:
                 self.max_batch_seen = k
@@ -296,7 +295,6 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             pool.busy_done_s += now - t0
             pool.batches += 1
             pool.served += k
-            self._pool_in_service[pi] -= k
 
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
         """Fill the time series at each interval boundary (and note busy time at warm-up)."""
@@ -326,7 +324,7 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
         s.busy_nodes[k] = (sum(busy) - sum(self._prev_busy)) / width if width > 0 else 0.0
         s.provisioned_nodes[k] = sum(p.billed for p in self.pools)
         s.queue_len[k] = self._queue_length()
-        s.in_system[k] = s.queue_len[k] + sum(self._pool_in_service)
+        s.in_system[k] = s.queue_len[k] + self.in_service(self._current)
         self._prev_busy = busy
         self.fleet.sample(k)
 

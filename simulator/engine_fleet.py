@@ -98,14 +98,12 @@ class FleetHooks:
         if batch is not None:
             self._current[j] = None
             ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
-            k = len(ids)
             started = self._bstart[j]
             tab.start[ids - tab.base] = started  # ranges log it only when they finish
             nodes.busy[j] = 0
             p.n_busy -= 1
             p.busy_start_sum_s -= started
             p.busy_done_s += now - started
-            self._pool_in_service[p.index] -= k
             self._requeue_or_lose(ids, lose, p)
         if not self.central and len(self.node_q[j]):
             q = self.node_q[j]
@@ -155,8 +153,14 @@ class FleetHooks:
             return self.queue.len * self.pool_share(p)
         return float(self.nodes.queue_len[p.slots.start:p.slots.stop].sum())
 
+    @staticmethod
+    def in_service(batches: list[Any]) -> int:
+        """Requests in the batches being served (None: an idle node)."""
+        return sum(len(b) for b in batches if b is not None)
+
     def in_service_for(self, p: Pool) -> int:
-        return self._pool_in_service[p.index]
+        """Requests being served by pool p's nodes."""
+        return self.in_service(self._current[p.slots.start:p.slots.stop])
 
     def mean_items(self) -> int:
         """Mean items per request (share-weighted class means, capped)."""

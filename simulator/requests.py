@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import chain
 
 import numpy as np
 
@@ -110,7 +111,8 @@ class RequestTable:
         log = self._served
         if not log:
             return
-        a = np.array(log)
+        a = np.fromiter(chain.from_iterable(log), dtype=np.float64, count=4 * len(log))
+        a = a.reshape(-1, 4)  # ids are exact as float64 (< 2**53)
         log.clear()
         first = a[:, 0].astype(np.int64) - self.base
         k = a[:, 1].astype(np.int64) - a[:, 0].astype(np.int64)
