@@ -130,6 +130,8 @@ class Simulation(CentralDispatch, PushDispatch, FleetHooks, Overload):
             self._timer_at = math.inf
             self._timer: simpy.Event | None = None  # the dispatcher's live timer
             self._fifo = type(self.queue) is CentralQueue
+            q = self.queue  # its bound methods, made once (the hot loop calls them per batch)
+            self._q_methods = (q.oldest_s, q.head_arrays, q.fit_items)
             self._lookahead = (self._fifo and self.queue.divert is None
                                and not self._fast)
             # the batcher's last decision to wait: (head id then, wake-up time); it stands

@@ -30,10 +30,11 @@ class CentralDispatch:
         batcher = self.batcher
         limit = batcher.max_batch
         fifo = self._fifo
+        oldest_s, head_arrays, fit_items = self._q_methods
         while True:
             if now >= q.next_arrival_s:
                 q.materialize(now)
-            if self.has_timeouts and q.len and (not fifo or now - q.oldest_s() > q.min_timeout_s):
+            if self.has_timeouts and q.len and (not fifo or now - oldest_s() > q.min_timeout_s):
                 q.expire(now, self.timeout_s)  # (a FIFO head younger than that cannot expire)
             if q.len == 0:  # nothing to batch: any batcher waits for the next arrival
                 return None, self._wake_when_empty()
@@ -42,8 +43,8 @@ class CentralDispatch:
                 return range(gid, gid + 1), math.inf
             if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
                 return None, self._wait_t  # the last decision to wait still stands
-            dec = batcher.next_batch(QueueView.lazy(q.len, q.oldest_s(), limit, q.head_arrays,
-                                                    q.fit_items), now)
+            dec = batcher.next_batch(QueueView.lazy(q.len, oldest_s(), limit, head_arrays,
+                                                    fit_items), now)
             if dec.take <= 0:
                 wake = self._wake_time(dec, q)
                 if wake <= now:
