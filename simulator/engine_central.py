@@ -30,7 +30,7 @@ class CentralDispatch:
         batcher = self.batcher
         limit = batcher.max_batch
         fifo = self._fifo
-        oldest_s, head_arrays, fit_items = self._q_methods
+        oldest_s = self._q_methods[0]
         while True:
             if now >= q.next_arrival_s:
                 q.materialize(now)
@@ -43,6 +43,7 @@ class CentralDispatch:
                 return range(gid, gid + 1), math.inf
             if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
                 return None, self._wait_t  # the last decision to wait still stands
+            _, head_arrays, fit_items = self._q_methods
             dec = batcher.next_batch(QueueView.lazy(q.len, oldest_s(), limit, head_arrays,
                                                     fit_items), now)
             if dec.take <= 0:
