@@ -10,6 +10,8 @@ Same semantics as SimPy, fewer Python calls per event (a run makes tens of milli
 
 Everything else (processes, interrupts, conditions, ``env.now``) is SimPy's own. The engine reads
 ``env._now`` in its hottest lines (the value ``env.now`` returns, without the property call).
+These shortcuts use SimPy 4's internals (``_queue``, ``_eid``, ``_now``, the event fields), hence
+the ``simpy<5`` pin; ``tests/test_clock.py`` runs random process scripts on both and compares.
 """
 
 from __future__ import annotations
