@@ -82,17 +82,28 @@ def test_int8_embeddings_shrink_model_more_than_3x() -> None:
 
 
 def test_fit_reproduces_held_out_points_within_stated_error() -> None:
+    """The fit through some batch sizes predicts the others within its stated error plus the
+    run-to-run noise of this shared machine.
+
+    The model does enough work per item (MLPs of 256 units, 4 ids per bag) for its latency to
+    grow well above timer noise (the "tiny" preset is nearly flat at ~0.2 ms, so noise alone
+    decided this test). Each size is timed in 5 interleaved rounds; interference only ever
+    adds time, so a size's latency is its least-disturbed round median.
+    """
     torch.set_num_threads(1)
+    cfg = ModelConfig(name="mid", num_dense=13, table_rows=(1000,) * 8, emb_dim=32,
+                      bottom_mlp=(256, 64, 32), top_mlp=(256, 64), pooling=4)
     sizes, held = [1, 4, 16, 64, 256], [2, 8, 32, 128]
-    spec = Spec(model=get_preset("tiny"), variants=["fp32"], batch_sizes=sorted(sizes + held),
-                reps=60, rounds=3, quality=False, train_steps=0)
+    rounds = 5
+    spec = Spec(model=cfg, variants=["fp32"], batch_sizes=sorted(sizes + held),
+                reps=60, rounds=rounds, quality=False, train_steps=0)
     m = measure(spec)
-    med = {b: float(np.median(c)) for b, c in zip(spec.batch_sizes, m.samples_ms["fp32"],
-                                                    strict=True)}
-    fit = fit_latency(sizes, [med[b] for b in sizes])
-    noise = 0.10  # run-to-run noise of a median on this shared 2-core machine
+    best = {b: min(float(np.median(r)) for r in np.split(c, rounds))
+            for b, c in zip(spec.batch_sizes, m.samples_ms["fp32"], strict=True)}
+    fit = fit_latency(sizes, [best[b] for b in sizes])
+    noise = 0.10  # run-to-run noise of a least-disturbed median on this shared 2-core machine
     for b in held:
-        err = abs(float(fit(b)) - med[b]) / med[b]
+        err = abs(float(fit(b)) - best[b]) / best[b]
         assert err <= fit.max_rel_error + noise, (b, err, fit.max_rel_error)
 
 
