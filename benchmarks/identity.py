@@ -132,6 +132,22 @@ CASES: dict[str, Any] = {
         {"name": "predictive"},
         {"name": "scheduled", "calendar": [{"start_s": 280, "end_s": 600, "nodes": 6}]}]}}),
 }
+PROFILE = {"profile": str(SCEN / "profiles" / "cpu-x86.json"), "variant": "fp32"}
+CASES.update({
+    "degrade-variant": _small(**{
+        "service": PROFILE, "workload.arrival.rate_qps": 1500.0,
+        "policy.degradation": {"enabled": True, "mode": "variant", "queue_delay_ms": 2,
+                               "fallback_variant": "distilled"}}),
+    "central-class-limits": _small(**{"policy.admission": {"max_queue_length": 60}}),
+    "per_node-priorities": _small(**{"policy.dispatch": "per_node",
+                                     "policy.admission": {"max_queue_length": 20}}),
+})
+for case in ("degrade-variant",):
+    for pool in CASES[case]["cluster"]["pools"]:
+        pool.pop("service", None)
+CASES["central-class-limits"]["workload"]["classes"][0]["max_queue_length"] = 5
+CASES["central-class-limits"]["workload"]["classes"][2].update(priority=1, max_queue_length=3)
+CASES["per_node-priorities"]["workload"]["classes"][2]["max_queue_length"] = 2
 CASES["elastic-lose"]["cluster"]["pools"][1]["spot"]["on_preempt"] = "lose"
 CASES["elastic-lose"]["cluster"]["pools"][1]["failures"]["on_failure"] = "lose"
 
@@ -153,11 +169,9 @@ def _clean(x: Any) -> Any:
 
 def fingerprint(name: str) -> dict[str, Any]:
     case = CASES[name]
-    if isinstance(case, tuple):
-        sc = load_scenario(case[0], case[1])
-    else:
-        sc = scenario_from_dict(case)
-    res = run(sc, records="all" if not isinstance(case, tuple) else "none")
+    shipped = isinstance(case, tuple)
+    sc = load_scenario(case[0], case[1]) if shipped else scenario_from_dict(case)
+    res = run(sc, records="none" if shipped else "all")
     return {
         "summary": _clean(res.summary),
         "timeseries": _digest(res.timeseries),

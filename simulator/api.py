@@ -55,7 +55,6 @@ def run(
 
             sc = scenario_from_dict(sc.model_dump(), sc.source, parse_overrides(overrides),
                                     sc._base_dir)
-    sim = Simulation(sc, seed=seed, records=records, records_path=records_path).run()
-    extras = {"timeseries_pools": sim.fleet.pool_frame(), "events": sim.fleet.event_frame()}
-    return RunResult(sc, build_summary(sim), sim.series.to_frame(), sim.records,  # type: ignore[arg-type]
-                     extras)
+    rec = Simulation(sc, seed=seed, records=records, records_path=records_path).run()
+    extras = {"timeseries_pools": rec.pool_series, "events": rec.events}
+    return RunResult(sc, build_summary(rec), rec.timeseries, rec.records, extras)

@@ -1,34 +1,29 @@
-"""Build ``summary.json`` from a finished simulation, and print it as a table."""
+"""Build ``summary.json`` from a finished run's :class:`RunRecord`, and print it as a table."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simulator import cost
-from simulator.recorder import latency_summary
-
-if TYPE_CHECKING:
-    from simulator.engine import Simulation
+from simulator.engine.record import RunRecord
+from simulator.engine.recorder import latency_summary
 
 SECONDS_PER_MONTH = 730.0 * 3600.0
 
 
-def build_summary(sim: Simulation) -> dict[str, Any]:
+def build_summary(run: RunRecord) -> dict[str, Any]:
     """Every figure of a run, counting requests that arrive in [warmup_s, duration_s)."""
-    sc = sim.sc
-    rec = sim.recorder
-    tot = rec.total
-    window = sim.duration_s - sim.warmup_s
-    busy = sim.busy_seconds_window()
-    billed = sim.billed_seconds_window()
-    provisioned = sim.provisioned_seconds_window()
+    sc = run.scenario
+    tot = run.total
+    window = run.duration_s - run.warmup_s
     pools: dict[str, Any] = {}
     compute = energy = storage = 0.0
     node_seconds_total = busy_total = prov_total = 0.0
-    for p, b, ns, prov in zip(sim.pools, busy, billed, provisioned, strict=True):
-        c = cost.compute_usd(ns, p.cfg.price_per_hour_usd)
-        kwh = cost.energy_kwh(prov, b, p.cfg.power_idle_w, p.cfg.power_busy_w)
+    for p in run.pools:
+        b, ns, prov = p.busy_s, p.billed_s, p.provisioned_s
+        c = cost.compute_usd(ns, p.price_per_hour_usd)
+        kwh = cost.energy_kwh(prov, b, p.power_idle_w, p.power_busy_w)
         e = cost.energy_usd(kwh, sc.cost.electricity_usd_per_kwh, sc.cost.pue)
         s = cost.storage_usd(p.model_gb, ns / window, 0.0, sc.cost.storage_usd_per_gb_month,
                              window / SECONDS_PER_MONTH)
@@ -39,9 +34,9 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         prov_total += prov
         busy_total += b
         pools[p.name] = {
-            "purchase": p.cfg.purchase,
+            "purchase": p.purchase,
             "nodes": {"mean": ns / window, "max": p.max_billed, "node_seconds": ns,
-                      "final_desired": p.desired},
+                      "final_desired": p.final_desired},
             "utilization": b / prov if prov else math.nan,
             "provisioned_node_seconds": prov,
             "batches": p.batches, "served": p.served,
@@ -57,13 +52,13 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
                            sc.cost.effort_hours, sc.cost.hours_per_month)
     penalty = (tot.violations * sc.sla.penalty_usd_per_violation
                + tot.degraded * sc.sla.penalty_usd_per_degraded)
-    q_loss = sim.quality_loss_per_degraded() if sim.central else 0.0
+    q_loss = run.quality_loss_per_degraded
     breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
     utilization = busy_total / prov_total if prov_total else math.nan
     ended = tot.completed + tot.dropped + tot.timed_out
     rejected = tot.dropped
-    final_q = max(sim.series.queue_len[-1], tot.in_flight)
-    n_nodes = sum(p.max_billed for p in sim.pools)
+    final_q = max(run.final_queue_length, tot.in_flight)
+    n_nodes = sum(p.max_billed for p in run.pools)
     overloaded = bool(rejected > 0 or (utilization > 0.97 and final_q > 10 * n_nodes))
     reason = ""
     if rejected > 0:
@@ -72,15 +67,15 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         reason = f"utilisation {utilization:.3f} and {final_q:.0f} requests queued at the end"
     return {
         "scenario": sc.name,
-        "seed": sim.seed,
-        "sim_duration_s": sim.duration_s,
-        "warmup_s": sim.warmup_s,
+        "seed": run.seed,
+        "sim_duration_s": run.duration_s,
+        "warmup_s": run.warmup_s,
         "measurement_window_s": window,
-        "wall_s": sim.wall_s,
+        "wall_s": run.wall_s,
         "requests": {
             "arrived": tot.arrived, "completed": tot.completed, "dropped": tot.dropped,
             "timed_out": tot.timed_out, "in_flight": tot.in_flight,
-            "arrived_incl_warmup": rec.total_arrivals_all,
+            "arrived_incl_warmup": run.arrivals_incl_warmup,
         },
         "latency_ms": latency_summary(tot.latency),
         "queue_wait_ms": {k: v for k, v in latency_summary(tot.wait).items() if k != "max"},
@@ -99,15 +94,15 @@ def build_summary(sim: Simulation) -> dict[str, Any]:
         },
         "overloaded": overloaded,
         "overload_reason": reason,
-        "batches": {"count": sum(p.batches for p in sim.pools),
-                    "mean_size": (sum(p.served for p in sim.pools)
-                                  / max(sum(p.batches for p in sim.pools), 1)),
-                    "max_size": sim.max_batch_seen},
+        "batches": {"count": sum(p.batches for p in run.pools),
+                    "mean_size": (sum(p.served for p in run.pools)
+                                  / max(sum(p.batches for p in run.pools), 1)),
+                    "max_size": run.max_batch_seen},
         "pools": pools,
-        "classes": {name: st.summary(float(rec.slo_ms[i]))
-                    for i, (name, st) in enumerate(zip(rec.class_names, rec.classes,
-                                                       strict=True))},
-        "records": sim.records_mode,
+        "classes": {name: st.summary(slo)
+                    for name, st, slo in zip(run.class_names, run.classes, run.slo_ms,
+                                             strict=True)},
+        "records": run.records_mode,
     }
 
 

@@ -9,7 +9,7 @@ import simpy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.clock import Clock, resume_now
+from simulator.engine.clock import Clock, resume_now
 
 # a process script: per process, a start delay and a list of steps
 # ("sleep", d) | ("wait", k) waits for shared event k | ("fire", k) fires it | ("poke", p)

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from simulator.queues import CentralQueue, fit_run
-from simulator.requests import COMPLETED, PENDING, RequestTable
+from simulator.engine.queues import CentralQueue, fit_run
+from simulator.engine.requests import COMPLETED, PENDING, RequestTable
 from simulator.workload import Chunk
 
 
@@ -32,15 +32,17 @@ def test_logged_batches_are_written_to_their_own_rows(cuts: list[int], rnd) -> N
     order = list(range(len(cuts)))
     rnd.shuffle(order)  # batches finish in any order
     expect_start, expect_finish = np.full(n, np.nan), np.full(n, np.nan)
+    expect_node = np.full(n, -1)
     for b in order[: len(order) - 1]:  # the last batch stays in flight
         a, e = int(bounds[b]), int(bounds[b + 1])
         t0, t1 = 10.0 + b, 20.0 + b
-        tab.served((a, e, t0, t1))
-        expect_start[a:e], expect_finish[a:e] = t0, t1
+        tab.served((a, e, t0, t1, 3 * b))
+        expect_start[a:e], expect_finish[a:e], expect_node[a:e] = t0, t1, 3 * b
     tab.apply_served()
     done = ~np.isnan(expect_finish)
     np.testing.assert_array_equal(tab.start, expect_start)
     np.testing.assert_array_equal(tab.finish, expect_finish)
+    np.testing.assert_array_equal(tab.node, expect_node)
     assert (tab.outcome[done] == COMPLETED).all() and (tab.outcome[~done] == PENDING).all()
 
 
@@ -48,7 +50,7 @@ def test_chunks_are_released_only_when_their_logged_batches_are_applied() -> Non
     released: list = []
     tab = _table([[2] * 5, [3] * 5], released)
     assert tab.ensure(4)
-    tab.served((0, 5, 1.0, 2.0))  # the whole first chunk, logged only
+    tab.served((0, 5, 1.0, 2.0, 0))  # the whole first chunk, logged only
     assert tab.load_next()  # loading the next chunk applies the log, then releases chunk 0
     assert len(released) == 1 and released[0].first_id == 0
     assert (released[0].outcome == COMPLETED).all() and (released[0].start == 1.0).all()

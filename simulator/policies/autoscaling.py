@@ -126,6 +126,11 @@ class StaticAutoscaler:
     def desired(self, now_s: float, metrics: PoolMetrics) -> int:
         return clamp(metrics.desired if self.nodes is None else self.nodes, metrics)
 
+    def holds(self, nodes: int) -> bool:
+        """Capability: True when every answer would keep a pool of ``nodes`` at that count
+        (the engine then need not ask, unless nodes can disappear)."""
+        return self.nodes is None or self.nodes == nodes
+
 
 @register("autoscaler", "max")
 class MaxAutoscaler:

@@ -31,6 +31,7 @@ class NoBatching:
     """One request per batch, taken as soon as a node is free."""
 
     max_batch = 1
+    takes_one = True  # capability: takes one waiting request whenever asked, never waits
 
     def __init__(self, **_: Any) -> None:
         pass

@@ -106,7 +106,7 @@ def scenarios(draw: st.DrawFn, max_duration_s: float = 60.0) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- policy states
-#: Lifecycle states of a node slot, as the engine names them (``simulator.cluster``).
+#: Lifecycle states of a node slot, as the engine names them (``simulator.engine.nodes``).
 NODE_STATES = ("terminated", "provisioning", "loading", "ready", "draining", "failed")
 
 

@@ -1,6 +1,8 @@
 """Cluster state: pools of nodes, kept in arrays indexed by node slot.
 
-The engine mutates these arrays; routers see them read-only through a :class:`NodesView`.
+The fleet (:mod:`simulator.engine.fleet`) changes node states through :meth:`NodeTable.set_state`;
+the push dispatcher keeps the per-node queue and busy columns; routers see them read-only
+through a :class:`NodesView`.
 Each pool owns a fixed range of slots (its ``max_nodes``); a slot is reused after its node is
 terminated. Time integrals (busy, ready and billed node-seconds) are kept per pool so that any
 of them is exact at any event time without scanning nodes.
@@ -118,6 +120,9 @@ class NodeTable:
         self.ready = np.zeros(n_slots, dtype=bool)
         self.busy_until_s = np.zeros(n_slots)
         self.queued_work_s = np.zeros(n_slots)
+        # ready as a Python list: the serving loop reads it per batch (a list read is cheaper
+        # than a numpy scalar read); kept equal to ``ready`` by set_state
+        self.ready_py = [False] * n_slots
         self.view = NodesView(
             queue_len=readonly(self.queue_len),
             busy=readonly(self.busy),
@@ -130,3 +135,19 @@ class NodeTable:
     @property
     def n(self) -> int:
         return len(self.pool_of)
+
+    def set_state(self, j: int, state: int) -> int:
+        """Move slot ``j`` to lifecycle ``state``; returns the state it left."""
+        old = int(self.state[j])
+        self.state[j] = state
+        self.ready[j] = self.ready_py[j] = state == READY
+        return old
+
+
+def ready_share(pools: list[Pool], p: Pool) -> float:
+    """Pool p's share of shared traffic: its share of the ready nodes (1 for a lone pool;
+    equal shares when no node is ready)."""
+    if len(pools) == 1:
+        return 1.0
+    total = sum(q.counts[READY] for q in pools)
+    return p.counts[READY] / total if total else 1.0 / len(pools)

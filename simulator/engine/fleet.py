@@ -1,21 +1,30 @@
 """Fleet: the elastic, unreliable side of the cluster.
 
-Executes autoscaling decisions (provision new nodes, cancel starting ones, drain ready ones),
-spot preemptions after a notice, random failures and repairs, and keeps the per-pool time
-series and the event log. The scaling *decisions* come from pure policies
-(``simulator.policies.autoscaling``); this module only carries them out.
+Owns every node's life: provisioning, loading the model, serving (the server's loop), draining,
+termination; executes autoscaling decisions (provision new nodes, cancel starting ones, drain
+ready ones); spot preemptions after a notice; random failures and repairs; and the event log.
+The scaling *decisions* come from pure policies (``simulator.policies.autoscaling``); the fleet
+only carries them out. It talks to the rest of the engine through a :class:`FleetHost`.
+
+Walk of one spot preemption: :meth:`Fleet._preemptions` picks a node; after
+:meth:`Fleet.stop_taking` (state DRAINING, the dispatcher stops giving it work) and the notice,
+it interrupts the node's :meth:`Fleet.node_life`, which asks the host to ``release`` the node
+(the dispatcher requeues or loses its batch in service) and terminates it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import simpy
 
-from simulator.cluster import (
+from simulator.distributions import make_distribution
+from simulator.engine.clock import Clock
+from simulator.engine.nodes import (
     DRAINING,
     FAILED,
     LOADING,
@@ -23,46 +32,64 @@ from simulator.cluster import (
     READY,
     STATE_NAMES,
     TERMINATED,
+    NodeTable,
     Pool,
 )
-from simulator.distributions import make_distribution
 from simulator.policies.autoscaling_api import PoolMetrics
-from simulator.rng import stream
+from simulator.scenario import DelayCfg
 
-if TYPE_CHECKING:
-    from simulator.engine import Simulation
 
-POOL_SERIES = ("desired", "provisioning", "loading", "ready", "draining", "failed", "busy")
+@dataclass(frozen=True)
+class FleetHost:
+    """What the fleet needs from the rest of the engine (wired by the Simulation).
+
+    serve(j): a ready node's serving loop (returns when the node has nothing left to do);
+    serving(j): whether node j has a batch in service; node_ready(j): node j became ready;
+    stop_taking(j): node j takes no new work; release(j, lose): node j stops abruptly, its
+    batch in service is requeued or lost; metrics(pool, tick_s): what the pool's autoscaler
+    sees now.
+    """
+
+    serve: Callable[[int], Generator[simpy.Event, Any, None]]
+    serving: Callable[[int], bool]
+    node_ready: Callable[[int], None]
+    stop_taking: Callable[[int], None]
+    release: Callable[[int, bool], None]
+    metrics: Callable[[Pool, float], PoolMetrics]
 
 
 class Fleet:
-    """Lifecycle of every node in every pool, driven by SimPy processes."""
+    """Lifecycle of every node in every pool, driven by SimPy processes.
 
-    def __init__(self, sim: Simulation, autoscalers: list[Any]) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.autoscalers = autoscalers  # one policy per pool (None = never reconciled)
-        seed = sim.seed
-        self.rng = {p.name: stream(seed, f"fleet:{p.name}") for p in sim.pools}
+    ``autoscalers``: one policy per pool (None: never reconciled); ``rng``: per pool name, the
+    stream of its provisioning, repair, preemption and failure draws.
+    """
+
+    def __init__(self, env: Clock, pools: list[Pool], nodes: NodeTable, autoscalers: list[Any],
+                 rng: dict[str, np.random.Generator], host: FleetHost,
+                 preemption_times: dict[str, list[float]] | None = None) -> None:
+        self.env = env
+        self.pools = pools
+        self.nodes = nodes
+        self.autoscalers = autoscalers
+        self.rng = rng
+        self.host = host
+        self._pool_of = [pools[p] for p in nodes.pool_of.tolist()]
+        self._preemption_times = preemption_times or {}
         self.events: list[tuple[float, str, str, str]] = []
-        n = sim.series.n
-        self.series = {k: np.zeros((n, len(sim.pools))) for k in POOL_SERIES}
-        self._prev_busy = [0.0] * len(sim.pools)
-        self._tick_state: dict[int, tuple[float, float, float, int, int]] = {}
-        self._rate_hist: dict[int, list[float]] = {p.index: [] for p in sim.pools}
         self.procs: dict[int, simpy.Process] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Initial nodes (ready at t = 0) and the fleet processes."""
-        for p in self.sim.pools:
+        for p in self.pools:
             p.free = list(reversed(p.slots))
             p.desired = p.cfg.nodes
             for _ in range(p.cfg.nodes):
                 self.launch(p, initial=True)
             pol = self.autoscalers[p.index]
-            fixed = type(pol).__name__ == "StaticAutoscaler" and getattr(
-                pol, "nodes", None) in (None, p.cfg.nodes)
+            holds = getattr(pol, "holds", None)
+            fixed = holds is not None and holds(p.cfg.nodes)
             needs_loop = pol is not None and (
                 not fixed or p.cfg.spot is not None or p.cfg.failures is not None)
             if needs_loop:
@@ -77,24 +104,63 @@ class Fleet:
         if not p.free:
             return None
         j = p.free.pop()
-        now = self.env.now
-        p.birth_s[j] = now
+        p.birth_s[j] = self.env.now
         self.set_state(p, j, READY if initial else PROVISIONING)
-        self.procs[j] = self.env.process(self.sim.node_life(j, initial))
+        self.procs[j] = self.env.process(self.node_life(j, initial))
         return j
+
+    def node_life(self, j: int, initial: bool) -> Generator[simpy.Event, Any, None]:
+        """A node's life: provisioning, loading the model, serving until drained.
+
+        Interrupts: 'cancel' (scale-down while starting), 'preempt' (spot), 'fail' (the node
+        fails, is repaired, loads the model again and serves again).
+        """
+        env = self.env
+        p = self._pool_of[j]
+        host = self.host
+        phase = "serve" if initial else "provision"
+        while True:
+            try:
+                if phase == "provision":
+                    yield env.timeout(self._delay(p, p.cfg.provisioning))
+                    phase = "load"
+                elif phase == "repair":
+                    assert p.cfg.failures is not None
+                    yield env.timeout(self._delay(p, p.cfg.failures.repair))
+                    phase = "load"
+                if phase == "load":
+                    self.set_state(p, j, LOADING)
+                    yield env.timeout(p.load_time_s)
+                    self.set_state(p, j, READY)
+                    phase = "serve"
+                    host.node_ready(j)
+                yield from host.serve(j)
+                break
+            except simpy.Interrupt as intr:
+                host.release(j, self._loses(p, str(intr.cause)))
+                if intr.cause != "fail":
+                    break
+                self.set_state(p, j, FAILED)
+                phase = "repair"
+        self.terminate(p, j)
+
+    @staticmethod
+    def _loses(p: Pool, cause: str) -> bool:
+        """Whether the batch in service is lost (else requeued) when a node stops for cause."""
+        if cause == "preempt" and p.cfg.spot is not None:
+            return p.cfg.spot.on_preempt == "lose"
+        if cause == "fail" and p.cfg.failures is not None:
+            return p.cfg.failures.on_failure == "lose"
+        return False
 
     def set_state(self, p: Pool, j: int, state: int) -> None:
         """Move node j to ``state`` with exact time integrals."""
-        nodes = self.sim.nodes
-        old = int(nodes.state[j])
         p.advance(self.env.now)
+        old = self.nodes.set_state(j, state)
         if old != TERMINATED or state != TERMINATED:
             p.counts[old] -= old != TERMINATED
         p.counts[state] += state != TERMINATED
         p.max_billed = max(p.max_billed, p.billed)
-        nodes.state[j] = state
-        nodes.ready[j] = state == READY
-        self.sim._ready_py[j] = state == READY
         self.events.append((self.env.now, p.name, STATE_NAMES[state], f"node {j}"))
 
     def terminate(self, p: Pool, j: int) -> None:
@@ -107,14 +173,8 @@ class Fleet:
         p.free.append(j)
         self.procs.pop(j, None)
 
-    def provision_delay(self, p: Pool) -> float:
-        d = p.cfg.provisioning
-        return float(make_distribution(d.distribution, d.mean_s, d.cv).sample(
-            self.rng[p.name], 1)[0]) if d.mean_s > 0 else 0.0
-
-    def repair_delay(self, p: Pool) -> float:
-        assert p.cfg.failures is not None
-        d = p.cfg.failures.repair
+    def _delay(self, p: Pool, d: DelayCfg) -> float:
+        """A provisioning or repair delay, s."""
         return float(make_distribution(d.distribution, d.mean_s, d.cv).sample(
             self.rng[p.name], 1)[0]) if d.mean_s > 0 else 0.0
 
@@ -122,44 +182,12 @@ class Fleet:
         self.events.append((self.env.now, p.name, kind, detail))
 
     # ------------------------------------------------------------------ scaling
-    def metrics(self, p: Pool, tick_s: float) -> PoolMetrics:
-        """What the pool's autoscaler sees now (averages over the last tick)."""
-        sim = self.sim
-        now = self.env.now
-        busy, ready_s = p.busy_seconds(now), p.ready_seconds(now)
-        arrivals = sim.arrivals_so_far()
-        last = self._tick_state.get(p.index, (now - tick_s, 0.0, 0.0, 0, p.served))
-        t0, busy0, ready0, arr0, served0 = last
-        dt = max(now - t0, 1e-9)
-        util = (busy - busy0) / (ready_s - ready0) if ready_s - ready0 > 0 else 0.0
-        share = sim.pool_share(p)
-        rate = (arrivals - arr0) / dt * share
-        served = p.served - served0
-        self._tick_state[p.index] = (now, busy, ready_s, arrivals, p.served)
-        hist = self._rate_hist[p.index]
-        hist.append(rate)
-        if len(hist) > 5760:
-            del hist[: len(hist) - 5760]
-        queue = sim.queue_length_for(p)
-        in_service = sim.in_service_for(p)
-        s_per_req = ((busy - busy0) / served if served > 0
-                     else p.service.mean_time(1, sim.mean_items()))
-        forecast = sim.forecast_for(p)
-        return PoolMetrics(
-            now_s=now, ready=p.counts[READY], starting=p.starting, draining=p.counts[DRAINING],
-            desired=p.desired, min_nodes=p.cfg.lo, max_nodes=p.cfg.hi,
-            utilization=min(max(util, 0.0), 1.0), concurrency=float(queue + in_service),
-            queue_length=float(queue), arrival_rate_qps=rate,
-            rate_history=np.asarray(hist), tick_s=tick_s,
-            service_s_per_request=float(s_per_req), forecast=forecast,
-        )
-
     def _autoscale(self, p: Pool, policy: Any) -> Generator[simpy.Event, Any, None]:
         """Every sync period: ask the policy, clamp, reconcile the pool to it."""
         tick = float(policy.sync_period_s)
         while True:
             yield self.env.timeout(tick)
-            m = self.metrics(p, tick)
+            m = self.host.metrics(p, tick)
             want = int(policy.desired(self.env.now, m))
             want = min(max(want, p.cfg.lo), p.cfg.hi)
             if want != p.desired:
@@ -182,15 +210,15 @@ class Fleet:
         elif p.desired < current:
             k = current - p.desired
             removed = self._cancel_starting(p, k)
-            removed += self.sim.drain_ready(p, k - removed)
+            removed += self._drain_ready(p, k - removed)
             if removed:
                 p.scale_downs += 1
                 self.log(p, "scale_down", f"-{removed}")
 
     def _cancel_starting(self, p: Pool, k: int) -> int:
         """Cancel up to k nodes still provisioning or loading (newest first)."""
-        nodes = self.sim.nodes
-        starting = [j for j in p.slots if nodes.state[j] in (PROVISIONING, LOADING)]
+        state = self.nodes.state
+        starting = [j for j in p.slots if state[j] in (PROVISIONING, LOADING)]
         starting.sort(key=lambda j: -p.birth_s.get(j, 0.0))
         done = 0
         for j in starting[:k]:
@@ -200,9 +228,28 @@ class Fleet:
                 done += 1
         return done
 
+    def _drain_ready(self, p: Pool, k: int) -> int:
+        """Drain up to k ready nodes of pool p, idle ones first, then the newest; returns
+        how many."""
+        if k <= 0:
+            return 0
+        state = self.nodes.state
+        ready = [j for j in p.slots if state[j] == READY]
+        ready.sort(key=lambda j: (self.host.serving(j), -p.birth_s.get(j, 0.0)))
+        for j in ready[:k]:
+            self.stop_taking(p, j)
+        return min(k, len(ready))
+
+    def stop_taking(self, p: Pool, j: int) -> None:
+        """Node j takes no new work (draining, or a preemption notice)."""
+        if self.nodes.state[j] != READY:
+            return
+        self.set_state(p, j, DRAINING)
+        self.host.stop_taking(j)
+
     # ------------------------------------------------------------------ unreliability
     def _alive_nodes(self, p: Pool) -> list[int]:
-        st = self.sim.nodes.state
+        st = self.nodes.state
         return [j for j in p.slots if st[j] in (PROVISIONING, LOADING, READY)]
 
     def _preemptions(self, p: Pool) -> Generator[simpy.Event, Any, None]:
@@ -210,11 +257,8 @@ class Fleet:
         spot = p.cfg.spot
         assert spot is not None
         rng = self.rng[p.name]
-        times: list[float] | None = None
-        if spot.trace:
-            df = pd.read_csv(self.sim.sc.resolve_path(spot.trace))
-            col = "time_s" if "time_s" in df.columns else df.columns[0]
-            times = sorted(float(x) for x in df[col])
+        times = self._preemption_times.get(p.name)
+        times = None if times is None else list(times)
         while True:
             if times is not None:
                 if not times:
@@ -239,7 +283,7 @@ class Fleet:
                               notice_s: float) -> Generator[simpy.Event, Any, None]:
         birth = p.birth_s.get(j)
         # during the notice the node takes no new work (as a draining node)
-        self.sim.stop_taking(p, j)
+        self.stop_taking(p, j)
         yield self.env.timeout(notice_s)
         proc = self.procs.get(j)
         if proc is not None and proc.is_alive and p.birth_s.get(j) == birth:
@@ -254,7 +298,7 @@ class Fleet:
         while True:
             n = max(p.counts[READY], 1)
             yield self.env.timeout(float(rng.exponential(f.mtbf_h * 3600.0 / n)))
-            ready = [j for j in p.slots if self.sim.nodes.state[j] == READY]
+            ready = [j for j in p.slots if self.nodes.state[j] == READY]
             if not ready:
                 continue
             j = ready[int(rng.integers(len(ready)))]
@@ -265,33 +309,6 @@ class Fleet:
                 proc.interrupt("fail")
 
     # ------------------------------------------------------------------ outputs
-    def sample(self, row: int) -> None:
-        """Per-pool counts for time-series row ``row`` (busy: mean over the interval)."""
-        now = self.env.now
-        width = now - row * self.sim.series.interval_s
-        for p in self.sim.pools:
-            i = p.index
-            b = p.busy_seconds(now)
-            s = self.series
-            s["desired"][row, i] = p.desired
-            s["provisioning"][row, i] = p.counts[PROVISIONING]
-            s["loading"][row, i] = p.counts[LOADING]
-            s["ready"][row, i] = p.counts[READY]
-            s["draining"][row, i] = p.counts[DRAINING]
-            s["failed"][row, i] = p.counts[FAILED]
-            s["busy"][row, i] = (b - self._prev_busy[i]) / width if width > 0 else 0.0
-            self._prev_busy[i] = b
-
-    def pool_frame(self) -> pd.DataFrame:
-        """Long-format per-pool time series: t_s, pool, desired, provisioning, ..."""
-        t = self.sim.series.t_s
-        frames = []
-        for p in self.sim.pools:
-            d = {"t_s": t, "pool": p.name}
-            d.update({k: v[:, p.index] for k, v in self.series.items()})
-            frames.append(pd.DataFrame(d))
-        return pd.concat(frames, ignore_index=True)
-
     def event_frame(self) -> pd.DataFrame:
+        """The event log: t_s, pool, kind (a node state or a fleet action), detail."""
         return pd.DataFrame(self.events, columns=["t_s", "pool", "kind", "detail"])
-

@@ -3,21 +3,37 @@
 Requests get global ids in arrival order. Only a sliding window of chunks is held: a chunk is
 handed to the recorder and dropped as soon as every request in it has ended (completed, dropped
 or timed out), so memory stays bounded whatever the run's length.
+
+The table is the one owner of a request's fate: a request ends only through
+:meth:`RequestTable.end` (or, for a served batch of consecutive ids, the served log that
+:meth:`RequestTable.apply_served` writes out), which refuses to end a request twice.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from enum import IntEnum
 from itertools import chain
 
 import numpy as np
 
 from simulator.workload import Chunk
 
-PENDING, COMPLETED, DROPPED, TIMED_OUT = 0, 1, 2, 3
+
+class Outcome(IntEnum):
+    """How a request ended (the ``outcome`` column; PENDING: not yet, in flight at the end)."""
+
+    PENDING = 0
+    COMPLETED = 1
+    DROPPED = 2  # rejected by a full queue, or lost with its node
+    TIMED_OUT = 3  # left the queue at its deadline
+
+
+PENDING, COMPLETED, DROPPED, TIMED_OUT = Outcome
 OUTCOME_NAMES = {PENDING: "in_flight", COMPLETED: "completed", DROPPED: "dropped",
                  TIMED_OUT: "timed_out"}
+Ids = int | range | np.ndarray  # global request ids: one, consecutive, or any
 
 
 class ChunkView:
@@ -46,7 +62,7 @@ class RequestTable:
         self._chunks = chunks
         self._on_done = on_done
         self.base = 0
-        self.end = 0  # one past the last loaded global id
+        self.end_id = 0  # one past the last loaded global id
         self.exhausted = False
         self._spans: deque[tuple[int, int, float, float]] = deque()  # (lo, hi, t0, t1) global
         self.t = np.empty(0)
@@ -64,9 +80,12 @@ class RequestTable:
         self._items_total = 0
         self.last_time = -np.inf  # arrival time of the last loaded request
         # finished batches of consecutive ids not yet written to the columns:
-        # (first id, end id, start s, finish s); see served() and apply_served()
-        self._served: list[tuple[int, int, float, float]] = []
+        # (first id, end id, start s, finish s, node); see served() and apply_served()
+        self._served: list[tuple[int, int, float, float, int]] = []
         self.served = self._served.append
+        # the same for batches of any ids: (ids array, start s, finish s, node)
+        self._served_ids: list[tuple[np.ndarray, float, float, int]] = []
+        self.served_ids = self._served_ids.append
         self.loaded_until = 0.0  # every arrival before this time is loaded
 
     def load_next(self) -> bool:
@@ -80,7 +99,7 @@ class RequestTable:
             return False
         self.release_done()
         n = len(ch.time)
-        keep = slice(0, self.end - self.base)
+        keep = slice(0, self.end_id - self.base)
         self.t = np.concatenate([self.t[keep], ch.time])
         self.arrival_s = self.arrival_s[keep] + ch.time.tolist()
         self.cls = np.concatenate([self.cls[keep], ch.cls])
@@ -94,25 +113,28 @@ class RequestTable:
         self.items_before = self.items_before + cs.tolist()
         if n:
             self._items_total = int(cs[-1])
-        self._spans.append((self.end, self.end + n, ch.t0, ch.t1))
-        self.end += n
+        self._spans.append((self.end_id, self.end_id + n, ch.t0, ch.t1))
+        self.end_id += n
         if n:
             self.last_time = float(ch.time[-1])
         self.loaded_until = ch.t1
         return True
 
     def apply_served(self) -> None:
-        """Write the logged finished batches into start, finish and outcome (vectorized).
+        """Write the logged finished batches into start, finish, node and outcome (vectorized).
 
-        The hot loop logs a served batch of consecutive ids with one list append
-        (``served((first, end, start_s, finish_s))``) instead of three array writes; every
-        reader of those columns (chunk release, the end of the run) calls this first.
+        The hot loop logs a served batch with one list append instead of four array writes:
+        ``served((first, end, start_s, finish_s, node))`` for consecutive ids,
+        ``served_ids((ids, start_s, finish_s, node))`` for any; every reader of those columns
+        (chunk release, the end of the run) calls this first.
         """
+        if self._served_ids:
+            self._apply_served_ids()
         log = self._served
         if not log:
             return
-        a = np.fromiter(chain.from_iterable(log), dtype=np.float64, count=4 * len(log))
-        a = a.reshape(-1, 4)  # ids are exact as float64 (< 2**53)
+        a = np.fromiter(chain.from_iterable(log), dtype=np.float64, count=5 * len(log))
+        a = a.reshape(-1, 5)  # ids and nodes are exact as float64 (< 2**53)
         log.clear()
         first = a[:, 0].astype(np.int64) - self.base
         k = a[:, 1].astype(np.int64) - a[:, 0].astype(np.int64)
@@ -121,11 +143,85 @@ class RequestTable:
         loc = np.repeat(first, k) + (np.arange(n) - offset)
         self.start[loc] = np.repeat(a[:, 2], k)
         self.finish[loc] = np.repeat(a[:, 3], k)
+        self.node[loc] = np.repeat(a[:, 4].astype(np.int32), k)
         self.outcome[loc] = COMPLETED
+
+    def _apply_served_ids(self) -> None:
+        log = self._served_ids
+        ids = np.concatenate([b[0] for b in log])
+        k = np.fromiter((len(b[0]) for b in log), dtype=np.int64, count=len(log))
+        times = np.fromiter(chain.from_iterable((b[1], b[2], b[3]) for b in log),
+                            dtype=np.float64, count=3 * len(log)).reshape(-1, 3)
+        log.clear()
+        loc = ids - self.base
+        if self.outcome[loc].any():
+            self._ended_twice(ids)
+        self.start[loc] = np.repeat(times[:, 0], k)
+        self.finish[loc] = np.repeat(times[:, 1], k)
+        self.node[loc] = np.repeat(times[:, 2].astype(np.int32), k)
+        self.outcome[loc] = COMPLETED
+
+    # ------------------------------------------------------------------ a request's fate
+    def _loc(self, ids: range | np.ndarray) -> slice | np.ndarray:
+        if type(ids) is range:
+            return slice(ids.start - self.base, ids.stop - self.base)
+        return ids - self.base
+
+    def end(self, ids: Ids, outcome: Outcome, t_s: float | np.ndarray | None = None) -> None:
+        """Requests ``ids`` end now with ``outcome`` at time ``t_s`` (s; a scalar or one per
+        id; None: at each request's arrival, as for a rejection at admission).
+
+        Every ending goes through here (served batches of consecutive ids go through the
+        served log instead); a request that has ended already cannot end again.
+        """
+        if type(ids) is int:
+            i = ids - self.base
+            if self.outcome[i] != PENDING:
+                self._ended_twice(np.asarray([ids]))
+            self.outcome[i] = outcome
+            self.finish[i] = self.t[i] if t_s is None else t_s
+            return
+        loc = self._loc(ids)  # type: ignore[arg-type]
+        if self.outcome[loc].any():
+            self._ended_twice(np.arange(ids.start, ids.stop) if type(ids) is range else ids)
+        self.outcome[loc] = outcome
+        self.finish[loc] = self.t[loc] if t_s is None else t_s
+
+    def _ended_twice(self, ids: np.ndarray) -> None:
+        loc = ids - self.base
+        bad = ids[self.outcome[loc] != PENDING]
+        raise RuntimeError(f"request {int(bad[0])} ended twice (was "
+                           f"{OUTCOME_NAMES[int(self.outcome[bad[0] - self.base])]})")
+
+    def begin(self, ids: range | np.ndarray, node: int, t_s: float) -> None:
+        """Requests ``ids`` started service on ``node`` at ``t_s`` (s). A served batch of
+        consecutive ids logs this when it finishes (:meth:`apply_served`); one that never
+        finishes (interrupted, or in service at the end) records it here."""
+        loc = self._loc(ids)
+        self.start[loc] = t_s
+        self.node[loc] = node
+
+    def restart(self, ids: np.ndarray) -> None:
+        """Requests go back to waiting (requeued): no start, no node."""
+        loc = ids - self.base
+        self.start[loc] = np.nan
+        self.node[loc] = -1
+
+    def answer(self, ids: np.ndarray, latency_s: float) -> None:
+        """Requests are answered at once, without a node (a cached answer), ``latency_s`` after
+        they arrive; they count as degraded."""
+        loc = ids - self.base
+        self.start[loc] = self.t[loc]
+        self.end(ids, COMPLETED, self.t[loc] + latency_s)
+        self.degraded[loc] = 1
+
+    def mark_degraded(self, ids: range | np.ndarray) -> None:
+        """Requests served by a fallback (cheaper variant) instead of the pool's model."""
+        self.degraded[self._loc(ids)] = 1
 
     def ensure(self, gid: int) -> bool:
         """Load chunks until ``gid`` is in the table; False if the workload ends first."""
-        while gid >= self.end:
+        while gid >= self.end_id:
             if not self.load_next():
                 return False
         return True
@@ -166,4 +262,4 @@ class RequestTable:
         while self._spans:
             lo, hi, t0, t1 = self._spans.popleft()
             self._on_done(ChunkView(self, lo - self.base, hi - self.base, t0, t1))
-        self.base = self.end
+        self.base = self.end_id

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.engine.requests import COMPLETED, DROPPED, PENDING, TIMED_OUT, ChunkView
 from simulator.metrics import LatencySketch, TimeSeries
-from simulator.requests import COMPLETED, DROPPED, PENDING, TIMED_OUT, ChunkView
 from simulator.rng import stream
 from simulator.scenario import Scenario
 

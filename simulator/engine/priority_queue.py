@@ -1,14 +1,14 @@
 """The central queue with priority levels (and the id ring each level is).
 
-Split from :mod:`simulator.queues`: same lazy admission, one FIFO per level.
+Split from :mod:`simulator.engine.queues`: same lazy admission, one FIFO per level.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator.queues import LazyAdmission
-from simulator.requests import DROPPED, TIMED_OUT, RequestTable
+from simulator.engine.queues import LazyAdmission
+from simulator.engine.requests import DROPPED, TIMED_OUT, RequestTable
 
 
 class IdRing:
@@ -85,9 +85,8 @@ class PriorityQueue(LazyAdmission):
             if room < len(mine):
                 rejected.append(mine[room:])
         if rejected:
-            r = np.concatenate(rejected) - tab.base
-            tab.outcome[r] = DROPPED
-            tab.finish[r] = tab.t[r]
+            r = np.concatenate(rejected)
+            tab.end(r, DROPPED)  # rejected at arrival
             self.rejected += len(r)
         self.tail = j
 
@@ -155,8 +154,7 @@ class PriorityQueue(LazyAdmission):
                     break
                 ring.head += 1
                 self.len -= 1
-                tab.outcome[i] = TIMED_OUT
-                tab.finish[i] = deadline
+                tab.end(gid, TIMED_OUT, deadline)
                 n += 1
         return n
 

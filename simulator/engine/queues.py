@@ -7,7 +7,8 @@ array, so a request costs no event while it waits. The queue holds runs of conse
 
 ``NodeQueue`` is one node's FIFO under per-node (push) routing. ``UpcomingHead`` is what an
 empty central queue will hold at the next arrival. The priority-level queue is in
-:mod:`simulator.queues_priority`.
+:mod:`simulator.engine.priority_queue`. Requests leave a queue by being taken, or end through
+the request table (:meth:`RequestTable.end`: rejected when full, timed out at their deadline).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from simulator.requests import DROPPED, TIMED_OUT, RequestTable
+from simulator.engine.requests import DROPPED, TIMED_OUT, RequestTable
 
 
 def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
@@ -44,7 +45,7 @@ class UpcomingHead:
     def __init__(self, table: RequestTable, first: int, t_s: float) -> None:
         self.table, self.first, self.t_s = table, first, t_s
         n = 0
-        while ((first + n < table.end or table.ensure(first + n))
+        while ((first + n < table.end_id or table.ensure(first + n))
                and table.arrival_s[first + n - table.base] == t_s):
             n += 1
         self.n = n
@@ -84,7 +85,7 @@ class LazyAdmission:
             return  # the next arrival is still in the future
         tab = self.table
         i = self.tail - tab.base
-        if self.tail < tab.end and tab.last_time > now_s and tab.arrival_s[i] <= now_s:
+        if self.tail < tab.end_id and tab.last_time > now_s and tab.arrival_s[i] <= now_s:
             # the usual case: the arrivals up to now_s end inside the loaded chunks, and
             # only a few arrived since the last look
             t = tab.arrival_s
@@ -96,20 +97,20 @@ class LazyAdmission:
             self.next_arrival_s = tab.arrival_s[k]
             return
         self._materialize(now_s)
-        self.next_arrival_s = (tab.arrival_s[self.tail - tab.base] if self.tail < tab.end
+        self.next_arrival_s = (tab.arrival_s[self.tail - tab.base] if self.tail < tab.end_id
                         else (np.inf if tab.exhausted else tab.loaded_until))
 
     def _materialize(self, now_s: float) -> None:
         tab = self.table
         while True:
-            if self.tail < tab.end:
+            if self.tail < tab.end_id:
                 if tab.arrival_s[self.tail - tab.base] > now_s:
                     return
                 if tab.last_time > now_s:  # the arrivals up to now_s end inside this chunk
                     k = bisect_right(tab.arrival_s, now_s, self.tail - tab.base + 1)
                     self._admit_upto(tab.base + k)
                     return
-                self._admit_upto(tab.end)
+                self._admit_upto(tab.end_id)
             if tab.loaded_until > now_s or not tab.load_next():
                 return
 
@@ -118,7 +119,7 @@ class LazyAdmission:
         or if they already do). Counts every future arrival as admitted, so it errs early,
         never late."""
         tab = self.table
-        if self.tail >= tab.end and not tab.ensure(self.tail):
+        if self.tail >= tab.end_id and not tab.ensure(self.tail):
             return np.inf
         i = self.tail - tab.base
         ib = tab.items_before
@@ -157,7 +158,7 @@ class LazyAdmission:
         if gid < self.tail:
             return -np.inf
         tab = self.table
-        if gid >= tab.end and not tab.ensure(gid):
+        if gid >= tab.end_id and not tab.ensure(gid):
             return np.inf
         return tab.arrival_s[gid - tab.base]
 
@@ -197,10 +198,7 @@ class CentralQueue(LazyAdmission):
                 self.runs.append([self.tail, self.tail + take])
             self.len += take
         if take < n:
-            tab = self.table
-            a, b = self.tail + take - tab.base, j - tab.base
-            tab.outcome[a:b] = DROPPED
-            tab.finish[a:b] = tab.t[a:b]
+            self.table.end(range(self.tail + take, j), DROPPED)  # rejected at arrival
             self.rejected += n - take
         self.tail = j
 
@@ -211,11 +209,8 @@ class CentralQueue(LazyAdmission):
             self.runs.append([gid, gid + 1])
         self.len += min(room, len(ids))
         if room < len(ids):
-            tab = self.table
-            r = ids[room:] - tab.base
-            tab.outcome[r] = DROPPED
-            tab.finish[r] = tab.t[r]
-            self.rejected += len(r)
+            self.table.end(ids[room:], DROPPED)  # rejected at arrival
+            self.rejected += len(ids) - room
 
     # ------------------------------------------------------------------ reading
     def peek(self, k: int) -> range | np.ndarray:
@@ -331,8 +326,7 @@ class CentralQueue(LazyAdmission):
             if deadline >= now_s:
                 break
             self.pop_one()
-            tab.outcome[i] = TIMED_OUT
-            tab.finish[i] = deadline
+            tab.end(gid, TIMED_OUT, deadline)
             n += 1
         return n
 
@@ -371,7 +365,7 @@ class NodeQueue:
             deadline = tab.t[i] + timeout_s[tab.cls[i]]
             if deadline >= now_s:
                 break
-            out.append(self.ids.popleft())
-            tab.outcome[i] = TIMED_OUT
-            tab.finish[i] = deadline
+            gid = self.ids.popleft()
+            out.append(gid)
+            tab.end(gid, TIMED_OUT, deadline)
         return out

@@ -1,0 +1,49 @@
+"""Admission: who may wait, where, and for how long.
+
+The scenario's admission rules as one part both dispatchers use: the total queue limit
+(``policy.admission.max_queue_length``: the shared queue, or each node's queue), per-class
+priorities and queue limits (``workload.classes[].priority`` and ``.max_queue_length``), and
+per-class queue timeouts (``timeout_ms``, default ``policy.admission.timeout_ms``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulator.engine.priority_queue import PriorityQueue
+from simulator.engine.queues import CentralQueue
+from simulator.engine.requests import RequestTable
+from simulator.scenario import Scenario
+
+
+class Admission:
+    """Queue limits, priority levels and timeouts of a scenario (see the module docstring)."""
+
+    def __init__(self, sc: Scenario) -> None:
+        adm = sc.policy.admission
+        classes = sc.workload.classes
+        self.max_queue_length = adm.max_queue_length
+        tos = [c.timeout_ms or adm.timeout_ms for c in classes]
+        #: queue timeout per class, s (inf: none)
+        self.timeout_s = np.asarray([t / 1000.0 if t else np.inf for t in tos])
+        self.priorities = sorted({c.priority for c in classes}, reverse=True)
+        #: class index -> priority level (0 = served first)
+        self.class_level = np.asarray([self.priorities.index(c.priority) for c in classes])
+        #: per-class queue limit (None: only the total limit)
+        self.class_limit = [c.max_queue_length for c in classes]
+        self._classes = classes
+
+    @property
+    def plain(self) -> bool:
+        """One priority level and no class limit: a plain FIFO queue will do."""
+        return len(self.priorities) == 1 and all(x is None for x in self.class_limit)
+
+    def central_queue(self, table: RequestTable) -> Any:
+        """The shared queue of central dispatch: a FIFO, or priority levels."""
+        if self.plain:
+            return CentralQueue(table, self.max_queue_length)
+        limits = [max((c.max_queue_length or self.max_queue_length) for c in self._classes
+                      if c.priority == pr) for pr in self.priorities]
+        return PriorityQueue(table, self.max_queue_length, self.class_level, limits)

@@ -1,0 +1,254 @@
+"""Per-node (push) dispatch: an event per arrival, a router decision, one queue per node.
+
+Each arrival is routed to a ready node (the router sees the node table's read-only view) and
+joins that node's queue; each node batches from its own queue with its own batcher. A node
+that waits for a fuller batch is woken when its queue reaches the size or item count its
+batcher asked for, or by a timer at its deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from simulator.engine.clock import Clock
+from simulator.engine.dispatch import drop_expired, requeue_or_lose
+from simulator.engine.nodes import READY, NodeTable, Pool
+from simulator.engine.queues import NodeQueue
+from simulator.engine.requests import DROPPED, RequestTable
+from simulator.engine.server import STOP, Batch, Server
+from simulator.policies.views import BatchDecision, QueueView
+from simulator.rng import BufferedRandom
+
+
+class PushDispatcher:
+    """Route each arriving request to a node's queue; nodes serve their own queue.
+
+    ``batchers``: one batching policy per node; ``router`` and ``route_rng``: the routing
+    policy and its random source; ``timeout_s``: queue timeout per class (s, inf = none).
+    """
+
+    shows_busy = True
+
+    def __init__(self, env: Clock, table: RequestTable, server: Server, pools: list[Pool],
+                 nodes: NodeTable, batchers: list[Any], router: Any, route_rng: BufferedRandom,
+                 timeout_s: np.ndarray, duration_s: float) -> None:
+        self.env = env
+        self.table = table
+        self.server = server
+        self.pools = pools
+        self.nodes = nodes
+        self.batchers = batchers
+        self.router = router
+        self.route_rng = route_rng
+        self.timeout_s = timeout_s
+        self.has_timeouts = bool(np.isfinite(timeout_s).any())
+        self.min_timeout_s = float(timeout_s.min())
+        self.duration_s = duration_s
+        n = nodes.n
+        self.node_q = [NodeQueue() for _ in range(n)]
+        self._fast = bool(getattr(batchers[0], "takes_one", False))  # one request, never waits
+        self._svc = server.services
+        self._waiting = [False] * n
+        self._wake_size = [0] * n
+        self._wake_items = [10**18] * n  # wake a waiting node at this many queued items
+        self._wait_items = [0] * n  # items queued at a waiting node
+        self._node_timer_gen = [0] * n
+        self._next_gid = 0
+
+    def start(self) -> None:
+        """Start routing arrivals."""
+        self.env.process(self._arrivals())
+
+    # ------------------------------------------------------------------ routing
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        """Route each arriving request to a node's queue at its arrival time."""
+        env = self.env
+        tab = self.table
+        gid = 0
+        while tab.ensure(gid):
+            t = float(tab.t[gid - tab.base])
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self._route(gid)
+            gid += 1
+            self._next_gid = gid
+
+    def _any_ready(self) -> bool:
+        return any(p.counts[READY] for p in self.pools)
+
+    def _route(self, gid: int, requeue: bool = False) -> None:
+        tab = self.table
+        nodes = self.nodes
+        now = self.env.now
+        i = gid - tab.base
+        if not self._any_ready():
+            tab.end(gid, DROPPED, now)
+            return
+        j = self.router.choose(nodes.view, self.route_rng, now)
+        if nodes.queue_len[j] >= nodes.view.capacity and not requeue:
+            tab.end(gid, DROPPED, now)
+            return
+        self.node_q[j].ids.append(gid)
+        nodes.queue_len[j] += 1
+        nodes.queued_work_s[j] += self._svc[j].mean_time(1, int(tab.size[i]))
+        if self._waiting[j]:
+            self._wait_items[j] += int(tab.size[i])
+            if (nodes.queue_len[j] >= self._wake_size[j]
+                    or self._wait_items[j] >= self._wake_items[j]):
+                self._wake_node(j)
+
+    def _wake_node(self, j: int) -> None:
+        self._waiting[j] = False
+        self._node_timer_gen[j] += 1
+        self.server.wake(j)
+
+    # ------------------------------------------------------------------ serving loop
+    def take(self, j: int) -> Batch | None:
+        """A batch from node j's own queue; None while its batcher waits; STOP once the node
+        is not ready and nothing is left for it."""
+        ready = self.nodes.ready_py[j]
+        if not ready and not len(self.node_q[j]):
+            return STOP
+        batch = self._take_node(j)
+        if batch is None and not ready:
+            return STOP
+        return batch
+
+    def _take_node(self, j: int) -> Batch | None:
+        q = self.node_q[j]
+        nodes = self.nodes
+        now = self.env.now
+        if self.has_timeouts:
+            self._expire_node(j, q, now)
+        while len(q):
+            if self._fast:
+                gid = q.ids.popleft()
+                batch: Batch = range(gid, gid + 1)
+                taken = [gid]
+            else:
+                dec = self._ask(self.batchers[j], q, now)
+                if dec.take <= 0:
+                    return self._wait_node(j, dec)
+                batch = q.take(min(dec.take, self.batchers[j].max_batch))
+                taken = batch.tolist()
+            tab = self.table
+            svc = self._svc[j]
+            nodes.queue_len[j] -= len(taken)
+            for gid in taken:
+                nodes.queued_work_s[j] -= svc.mean_time(1, int(tab.size[gid - tab.base]))
+            if nodes.queue_len[j] == 0:
+                nodes.queued_work_s[j] = 0.0
+            if self.has_timeouts:
+                batch = drop_expired(self.table, batch, now, self.timeout_s,
+                                     self.min_timeout_s)
+                if not len(batch):
+                    continue
+            return batch
+        self._waiting[j] = True
+        self._wake_size[j] = 1
+        self._wake_items[j] = 10**18
+        return None
+
+    def _ask(self, batcher: Any, q: NodeQueue, now: float) -> BatchDecision:
+        """Build the batcher's read-only view of node queue ``q`` and ask for a decision."""
+        tab = self.table
+        oldest = float(tab.t[q.ids[0] - tab.base]) if len(q) else None
+        view = QueueView(len(q), oldest_s=oldest, limit=batcher.max_batch,
+                         load=lambda k: q.head_arrays(k, tab))
+        return batcher.next_batch(view, now)
+
+    def _wait_node(self, j: int, dec: BatchDecision) -> None:
+        self._waiting[j] = True
+        self._wake_size[j] = dec.wake_at_size or 10**18
+        self._wake_items[j] = 10**18 if dec.wake_at_items is None else dec.wake_at_items
+        if dec.wake_at_items is not None:  # items waiting now; pushes add theirs
+            tab = self.table
+            q = self.node_q[j]
+            self._wait_items[j] = int(tab.size[np.asarray(q.ids) - tab.base].sum())
+            if self._wait_items[j] >= dec.wake_at_items:
+                self._wake_items[j] = 10**18  # already met (a lone oversized request): ignored
+        if dec.wait_until_s is not None and dec.wait_until_s < self.duration_s:
+            self._node_timer_gen[j] += 1
+            gen = self._node_timer_gen[j]
+            ev = self.env.timeout(max(dec.wait_until_s - self.env.now, 0.0))
+            ev.callbacks.append(
+                lambda _e: self._wake_node(j) if self._node_timer_gen[j] == gen else None)
+        return None
+
+    def _expire_node(self, j: int, q: NodeQueue, now: float) -> None:
+        gone = q.expire(now, self.timeout_s, self.table)
+        if gone:
+            tab = self.table
+            self.nodes.queue_len[j] -= len(gone)
+            for gid in gone:
+                self.nodes.queued_work_s[j] -= self._svc[j].mean_time(
+                    1, int(tab.size[gid - tab.base]))
+            if self.nodes.queue_len[j] == 0:
+                self.nodes.queued_work_s[j] = 0.0
+
+    # ------------------------------------------------------------------ fleet
+    def _kick(self) -> None:
+        """Wake ready nodes that wait while work is queued for them."""
+        for j in np.flatnonzero(self.nodes.ready).tolist():
+            if self._waiting[j] and len(self.node_q[j]):
+                self._wake_node(j)
+
+    def node_ready(self, j: int) -> None:
+        self._kick()
+
+    def stop_taking(self, j: int) -> None:
+        """Node j gets no new arrivals; woken (if it waits) to serve what is left and leave."""
+        self._waiting[j] = False
+        if self.server.waiting(j):
+            self.server.wake(j)
+
+    def release(self, j: int, lose: bool) -> None:
+        """Node j stopped abruptly: its batch in service and its queue are routed again (to
+        other nodes) or lost."""
+        self._waiting[j] = False
+        pool = self.server.pool_of[j]
+        now = self.env.now
+        ids = self.server.abort(j)
+        if ids is not None and requeue_or_lose(self.table, ids, lose, pool, now):
+            for gid in ids.tolist():
+                self._route(gid, requeue=True)
+        q = self.node_q[j]
+        if len(q):
+            ids = np.fromiter(q.ids, dtype=np.int64, count=len(q))
+            q.ids.clear()
+            self.nodes.queue_len[j] = 0
+            self.nodes.queued_work_s[j] = 0.0
+            if requeue_or_lose(self.table, ids, lose, pool, now):
+                for gid in ids.tolist():
+                    self._route(gid, requeue=True)
+        self._kick()
+
+    # ------------------------------------------------------------------ observation
+    def observe(self, now_s: float) -> None:
+        if self.has_timeouts:
+            for j, q in enumerate(self.node_q):
+                self._expire_node(j, q, now_s)
+
+    def queue_length(self) -> int:
+        return int(self.nodes.queue_len.sum())
+
+    def queue_length_for(self, p: Pool) -> float:
+        return float(self.nodes.queue_len[p.slots.start:p.slots.stop].sum())
+
+    def arrivals_so_far(self) -> int:
+        return self._next_gid
+
+    def oldest_wait_s(self, j: int) -> float:
+        """How long the oldest request queued at node j has waited (s; 0 when none)."""
+        q = self.node_q[j]
+        if not len(q):
+            return 0.0
+        tab = self.table
+        return self.env.now - float(tab.t[q.ids[0] - tab.base])
+
+    def finish(self, end_s: float) -> None:
+        """Nothing to admit: arrivals were routed as they came."""

@@ -1,0 +1,66 @@
+"""RunRecord: everything a finished run measured, as plain data.
+
+The summary (``simulator.summary``), the API and the testing tools read a run through this
+record only; none of them reaches into the engine's components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from simulator.engine.recorder import ClassStats
+from simulator.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """One pool's figures; node-seconds count the measurement window [warmup_s, duration_s]."""
+
+    name: str
+    purchase: str
+    price_per_hour_usd: float
+    power_idle_w: float
+    power_busy_w: float
+    model_gb: float  # model size per replica, GB
+    busy_s: float  # node-seconds serving batches
+    billed_s: float  # node-seconds billed (minimum billing included)
+    provisioned_s: float  # node-seconds provisioned (requested, not terminated)
+    max_billed: int  # most nodes billed at once (whole run)
+    final_desired: int
+    batches: int
+    served: int  # requests served (whole run)
+    preemptions: int
+    failures: int
+    scale_ups: int
+    scale_downs: int
+    lost_requests: int
+    requeued_requests: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run of one scenario with one seed (times in s)."""
+
+    scenario: Scenario
+    seed: int
+    duration_s: float
+    warmup_s: float
+    wall_s: float
+    pools: list[PoolRecord]
+    total: ClassStats  # requests arriving in the measurement window, all classes
+    classes: list[ClassStats]  # the same per class, in scenario order
+    class_names: list[str]
+    slo_ms: list[float]  # per class
+    arrivals_incl_warmup: int
+    final_queue_length: float  # requests waiting at the end
+    max_batch_seen: int
+    quality_loss_per_degraded: float  # AUC per degraded request
+    records_mode: str
+    timeseries: pd.DataFrame
+    pool_series: pd.DataFrame
+    events: pd.DataFrame
+    records: pd.DataFrame | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
