@@ -1,8 +1,32 @@
 """Seeded random streams: one numpy Generator per named purpose.
 
 Streams are keyed by name, not by creation order, so adding a stream never shifts another one.
-Two runs with the same seed therefore see identical arrivals even when one of them routes,
-fails or batches differently: the basis of common random numbers across policy variants.
+Each purpose draws from its own stream, so the draws of one purpose never depend on how many
+draws another made: two runs with the same seed see identical arrivals, sizes, preemptions and
+failures even when one of them routes, batches or scales differently (common random numbers
+across policy variants; ``tests/test_streams.py``). The streams:
+
+==============================  =========================================================
+``arrivals``                    arrival times (thinning, renewal gaps, MMPP path, trace scaling)
+``classes``                     which class each arrival belongs to
+``sizes:<class>``               items per request of that class
+``service:<pool>``              batch service times of the pool's model
+``fallback:<pool>``             service times of the pool's degraded-mode variant
+``routing``                     the router's random choices (per-node dispatch)
+``pool_choice``                 which pool's idle node takes work (``pool_preference = weighted``)
+``degradation``                 which requests / batches are degraded
+``provisioning:<pool>``         provisioning delays of the pool's new nodes
+``preemptions:<pool>:<k>``      preemption clock of the pool's k-th node slot (Poisson)
+``preemptions:<pool>``          which node a replayed (trace) preemption hits
+``failures:<pool>:<k>``         failure clock of the pool's k-th node slot (Poisson)
+``repairs:<pool>:<k>``          repair times of the pool's k-th node slot
+``records``                     which requests a sampled record keeps
+==============================  =========================================================
+
+A node slot's preemption and failure clocks tick in simulated time whether or not the slot holds
+a node; a tick hits the node only if it is there (alive for a preemption, ready for a failure).
+This is the same hazard per node as a pool-wide Poisson process over the current nodes, but the
+ticks do not depend on how many nodes the autoscaler keeps.
 """
 
 from __future__ import annotations

@@ -143,6 +143,8 @@ class Workload:
         self._rng = stream(self.seed, "arrivals")
         self._rng_cls = stream(self.seed, "classes")
         self.classes: list[RequestClassCfg] = list(w.classes)
+        # sizes: a stream per class, so a class's sizes do not move when another's share does
+        self._rng_size = [stream(self.seed, f"sizes:{c.name}") for c in self.classes]
         shares = np.asarray([c.share for c in self.classes], dtype=float)
         self.class_p = shares / shares.sum()
         self.trace: TraceSource | None = None
@@ -195,7 +197,7 @@ class Workload:
             size = np.empty(n, dtype=np.int64)
             for i, c in enumerate(self.classes):
                 m = cls == i
-                size[m] = sample_sizes(c.size, self._rng_cls, int(m.sum()))
+                size[m] = sample_sizes(c.size, self._rng_size[i], int(m.sum()))
             yield Chunk(t0, t1, times, cls, size)
             t0 = t1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from heapq import heapify, heapreplace
 from typing import Any
 
 import numpy as np
@@ -61,18 +62,22 @@ class FleetHost:
 class Fleet:
     """Lifecycle of every node in every pool, driven by SimPy processes.
 
-    ``autoscalers``: one policy per pool (None: never reconciled); ``rng``: per pool name, the
-    stream of its provisioning, repair, preemption and failure draws.
+    ``autoscalers``: one policy per pool (None: never reconciled); ``streams(name)``: the
+    random stream of a purpose (``provisioning:<pool>``, ``preemptions:<pool>:<k>``,
+    ``failures:<pool>:<k>``, ``repairs:<pool>:<k>`` for the pool's k-th slot; see
+    :mod:`simulator.rng`); ``preemption_times``: replayed preemption times per pool (s).
     """
 
     def __init__(self, env: Clock, pools: list[Pool], nodes: NodeTable, autoscalers: list[Any],
-                 rng: dict[str, np.random.Generator], host: FleetHost,
+                 streams: Callable[[str], np.random.Generator], host: FleetHost,
                  preemption_times: dict[str, list[float]] | None = None) -> None:
         self.env = env
         self.pools = pools
         self.nodes = nodes
         self.autoscalers = autoscalers
-        self.rng = rng
+        self.streams = streams
+        self._provisioning = {p.name: streams(f"provisioning:{p.name}") for p in pools}
+        self._repairs: dict[int, np.random.Generator] = {}  # per slot, made when first needed
         self.host = host
         self._pool_of = [pools[p] for p in nodes.pool_of.tolist()]
         self._preemption_times = preemption_times or {}
@@ -122,11 +127,12 @@ class Fleet:
         while True:
             try:
                 if phase == "provision":
-                    yield env.timeout(self._delay(p, p.cfg.provisioning))
+                    yield env.timeout(self._delay(p.cfg.provisioning,
+                                                  self._provisioning[p.name]))
                     phase = "load"
                 elif phase == "repair":
                     assert p.cfg.failures is not None
-                    yield env.timeout(self._delay(p, p.cfg.failures.repair))
+                    yield env.timeout(self._delay(p.cfg.failures.repair, self._repair_rng(p, j)))
                     phase = "load"
                 if phase == "load":
                     self.set_state(p, j, LOADING)
@@ -173,10 +179,17 @@ class Fleet:
         p.free.append(j)
         self.procs.pop(j, None)
 
-    def _delay(self, p: Pool, d: DelayCfg) -> float:
+    @staticmethod
+    def _delay(d: DelayCfg, rng: np.random.Generator) -> float:
         """A provisioning or repair delay, s."""
         return float(make_distribution(d.distribution, d.mean_s, d.cv).sample(
-            self.rng[p.name], 1)[0]) if d.mean_s > 0 else 0.0
+            rng, 1)[0]) if d.mean_s > 0 else 0.0
+
+    def _repair_rng(self, p: Pool, j: int) -> np.random.Generator:
+        rng = self._repairs.get(j)
+        if rng is None:
+            rng = self._repairs[j] = self.streams(f"repairs:{p.name}:{j - p.slots.start}")
+        return rng
 
     def log(self, p: Pool, kind: str, detail: str = "") -> None:
         self.events.append((self.env.now, p.name, kind, detail))
@@ -248,36 +261,55 @@ class Fleet:
         self.host.stop_taking(j)
 
     # ------------------------------------------------------------------ unreliability
+    def _slot_clocks(self, p: Pool, purpose: str, mean_s: float,
+                     hit: Callable[[Pool, int], None]) -> Generator[simpy.Event, Any, None]:
+        """A Poisson clock per node slot of pool p (mean ``mean_s`` s between ticks), each
+        drawn from its own stream ``<purpose>:<pool>:<k>``; at each tick ``hit(p, j)`` decides
+        whether the node in slot j (if any) is affected. The ticks do not depend on the fleet,
+        so variants that scale differently see the same process (common random numbers)."""
+        gens = [self.streams(f"{purpose}:{p.name}:{k}") for k in range(len(p.slots))]
+        heap = [(float(g.exponential(mean_s)), k) for k, g in enumerate(gens)]
+        heapify(heap)
+        env = self.env
+        first = p.slots.start
+        while heap:
+            t, k = heap[0]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            heapreplace(heap, (t + float(gens[k].exponential(mean_s)), k))
+            hit(p, first + k)
+
+    def _preemptions(self, p: Pool) -> Generator[simpy.Event, Any, None]:
+        """Spot preemptions: a Poisson clock per node slot (or a replayed trace, each time
+        hitting a random alive node); a hit node gets a notice, then is preempted."""
+        spot = p.cfg.spot
+        assert spot is not None
+        times = self._preemption_times.get(p.name)
+        if times is None:
+            if spot.preemptions_per_hour > 0:
+                yield from self._slot_clocks(p, "preemptions", 3600.0 / spot.preemptions_per_hour,
+                                             self._preempt)
+            return
+        rng = self.streams(f"preemptions:{p.name}")
+        for t in times:
+            if t > self.env.now:
+                yield self.env.timeout(t - self.env.now)
+            alive = self._alive_nodes(p)
+            if alive:
+                self._preempt(p, alive[int(rng.integers(len(alive)))])
+
     def _alive_nodes(self, p: Pool) -> list[int]:
         st = self.nodes.state
         return [j for j in p.slots if st[j] in (PROVISIONING, LOADING, READY)]
 
-    def _preemptions(self, p: Pool) -> Generator[simpy.Event, Any, None]:
-        """Spot preemptions: Poisson per node (or a replayed trace), after a notice."""
-        spot = p.cfg.spot
-        assert spot is not None
-        rng = self.rng[p.name]
-        times = self._preemption_times.get(p.name)
-        times = None if times is None else list(times)
-        while True:
-            if times is not None:
-                if not times:
-                    return
-                t = times.pop(0)
-                if t > self.env.now:
-                    yield self.env.timeout(t - self.env.now)
-            else:
-                rate = spot.preemptions_per_hour / 3600.0 * max(len(self._alive_nodes(p)), 1)
-                if rate <= 0:
-                    return
-                yield self.env.timeout(float(rng.exponential(1.0 / rate)))
-            alive = self._alive_nodes(p)
-            if not alive:
-                continue
-            j = alive[int(rng.integers(len(alive)))]
-            p.preemptions += 1
-            self.log(p, "preemption_notice", f"node {j}")
-            self.env.process(self._preempt_after_notice(p, j, spot.notice_s))
+    def _preempt(self, p: Pool, j: int) -> None:
+        """Preemption notice for node j, if it is alive (provisioning, loading or ready)."""
+        if self.nodes.state[j] not in (PROVISIONING, LOADING, READY):
+            return
+        assert p.cfg.spot is not None
+        p.preemptions += 1
+        self.log(p, "preemption_notice", f"node {j}")
+        self.env.process(self._preempt_after_notice(p, j, p.cfg.spot.notice_s))
 
     def _preempt_after_notice(self, p: Pool, j: int,
                               notice_s: float) -> Generator[simpy.Event, Any, None]:
@@ -291,22 +323,20 @@ class Fleet:
             self.log(p, "preemption", f"node {j}")
 
     def _failures(self, p: Pool) -> Generator[simpy.Event, Any, None]:
-        """Random failures: each ready node fails at rate 1/MTBF."""
+        """Random failures: each ready node fails at rate 1/MTBF (a clock per slot)."""
         f = p.cfg.failures
         assert f is not None
-        rng = self.rng[p.name]
-        while True:
-            n = max(p.counts[READY], 1)
-            yield self.env.timeout(float(rng.exponential(f.mtbf_h * 3600.0 / n)))
-            ready = [j for j in p.slots if self.nodes.state[j] == READY]
-            if not ready:
-                continue
-            j = ready[int(rng.integers(len(ready)))]
-            proc = self.procs.get(j)
-            if proc is not None and proc.is_alive:
-                p.failures += 1
-                self.log(p, "failure", f"node {j}")
-                proc.interrupt("fail")
+        yield from self._slot_clocks(p, "failures", f.mtbf_h * 3600.0, self._fail)
+
+    def _fail(self, p: Pool, j: int) -> None:
+        """Node j fails, if it is ready; it is repaired and loads the model again."""
+        if self.nodes.state[j] != READY:
+            return
+        proc = self.procs.get(j)
+        if proc is not None and proc.is_alive:
+            p.failures += 1
+            self.log(p, "failure", f"node {j}")
+            proc.interrupt("fail")
 
     # ------------------------------------------------------------------ outputs
     def event_frame(self) -> pd.DataFrame:

@@ -94,10 +94,9 @@ class Simulation:
         # serving, dispatch, degradation
         self.server = Server(env, self.table, self.nodes, self.pools,
                              [self.pools[p].service for p in pool_of.tolist()])
-        fleet_rng = {p.name: stream(self.seed, f"fleet:{p.name}") for p in self.pools}
         self.admission = Admission(sc)
         self.degradation = self._degradation(pol.dispatch == "central")
-        self.dispatcher = self._dispatcher(fleet_rng)
+        self.dispatcher = self._dispatcher()
         fallback = self.degradation.fallback if self.degradation is not None else None
         degrade = None
         if fallback is not None:
@@ -123,8 +122,8 @@ class Simulation:
                          node_ready=self.dispatcher.node_ready,
                          stop_taking=self.dispatcher.stop_taking,
                          release=self.dispatcher.release, metrics=self.observer.metrics)
-        self.fleet = Fleet(env, self.pools, self.nodes, autoscalers, fleet_rng, host,
-                           self._preemption_traces())
+        self.fleet = Fleet(env, self.pools, self.nodes, autoscalers,
+                           lambda name: stream(self.seed, name), host, self._preemption_traces())
         self.wall_s = 0.0
 
     # ------------------------------------------------------------------ assembly
@@ -152,7 +151,7 @@ class Simulation:
         return Degradation(deg, self.env, self.table, stream(self.seed, "degradation"),
                            fallback)
 
-    def _dispatcher(self, fleet_rng: dict[str, np.random.Generator]) -> Dispatcher:
+    def _dispatcher(self) -> Dispatcher:
         pol = self.sc.policy
         b = pol.batching
         bargs = dict(max_batch=b.max_batch, max_batch_items=b.max_batch_items,
@@ -170,7 +169,7 @@ class Simulation:
             return CentralDispatcher(
                 self.env, self.table, self.server, self.pools, self.nodes, queue,
                 create("batcher", b.name, **bargs), timeout_s, self.duration_s,
-                self._preference_order(), weights, fleet_rng[self.pools[0].name])
+                self._preference_order(), weights, stream(self.seed, "pool_choice"))
         r = pol.routing
         return PushDispatcher(
             self.env, self.table, self.server, self.pools, self.nodes,
