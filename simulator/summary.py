@@ -99,6 +99,16 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
                                   / max(sum(p.batches for p in run.pools), 1)),
                     "max_size": run.max_batch_seen},
         "pools": pools,
+        "queues": {
+            "per_node": run.queue.per_node, "limit": run.queue.limit, "peak": run.queue.peak,
+            "rejected": run.queue.rejected,
+            "classes": {name: {"limit": lim,
+                               "peak": None if run.queue.class_peak is None
+                               else run.queue.class_peak[i]}
+                        for i, (name, lim) in enumerate(zip(run.class_names,
+                                                            run.queue.class_limit,
+                                                            strict=True))},
+        },
         "classes": {name: st.summary(slo)
                     for name, st, slo in zip(run.class_names, run.classes, run.slo_ms,
                                              strict=True)},

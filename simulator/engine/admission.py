@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine.priority_queue import PriorityQueue
-from simulator.engine.queues import CentralQueue
+from simulator.engine.priority_queue import PriorityNodeQueue, PriorityQueue
+from simulator.engine.queues import CentralQueue, NodeQueue
 from simulator.engine.requests import RequestTable
 from simulator.scenario import Scenario
 
@@ -33,7 +33,6 @@ class Admission:
         self.class_level = np.asarray([self.priorities.index(c.priority) for c in classes])
         #: per-class queue limit (None: only the total limit)
         self.class_limit = [c.max_queue_length for c in classes]
-        self._classes = classes
 
     @property
     def plain(self) -> bool:
@@ -41,9 +40,14 @@ class Admission:
         return len(self.priorities) == 1 and all(x is None for x in self.class_limit)
 
     def central_queue(self, table: RequestTable) -> Any:
-        """The shared queue of central dispatch: a FIFO, or priority levels."""
+        """The shared queue of central dispatch: a FIFO, or priority levels with class limits."""
         if self.plain:
             return CentralQueue(table, self.max_queue_length)
-        limits = [max((c.max_queue_length or self.max_queue_length) for c in self._classes
-                      if c.priority == pr) for pr in self.priorities]
-        return PriorityQueue(table, self.max_queue_length, self.class_level, limits)
+        return PriorityQueue(table, self.max_queue_length, self.class_level, self.class_limit)
+
+    def node_queue(self, table: RequestTable) -> Any:
+        """One node's queue under per-node dispatch (its total limit is the dispatcher's
+        check, against ``max_queue_length``)."""
+        if self.plain:
+            return NodeQueue(table)
+        return PriorityNodeQueue(table, self.class_level.tolist(), self.class_limit)

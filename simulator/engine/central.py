@@ -225,7 +225,8 @@ class CentralDispatcher:
         ids = self.server.abort(j)
         if ids is not None and requeue_or_lose(self.table, ids, lose, self.server.pool_of[j],
                                                self.env.now):
-            self.queue.push_front(ids)
+            self.observe(self.env.now)  # arrivals up to now enter first (they came first)
+            self.queue.requeue(ids, self.env.now)
         self._arm(self.env.now)
 
     # ------------------------------------------------------------------ observation
@@ -251,3 +252,8 @@ class CentralDispatcher:
 
     def finish(self, end_s: float) -> None:
         self.observe(end_s)
+
+    def queue_peaks(self) -> tuple[int, int, list[int] | None]:
+        q = self.queue
+        classes = getattr(q, "classes", None)
+        return q.peak, q.rejected, None if classes is None else classes.peak.tolist()

@@ -49,10 +49,11 @@ class Degradation:
     def _on(self, wait_s: float) -> bool:
         return wait_s * 1000.0 > self.cfg.queue_delay_ms
 
-    def divert(self, ids: np.ndarray, queue: Any) -> np.ndarray:
-        """Cache mode: which of the arriving ``ids`` (about to join ``queue``) get the cached
-        answer now (a boolean mask); they end completed and degraded."""
-        if not queue.len or not self._on(queue.max_wait_s(self.env.now)):
+    def divert(self, ids: np.ndarray, queued: int, oldest_wait_s: float) -> np.ndarray:
+        """Cache mode: which of the arriving ``ids`` get the cached answer now (a boolean
+        mask); they end completed and degraded. ``queued`` and ``oldest_wait_s`` (s) describe
+        the queue they are about to join."""
+        if not queued or not self._on(oldest_wait_s):
             return np.zeros(len(ids), dtype=bool)
         mask = self.rng.random(len(ids)) < self.cfg.share
         self.table.answer(ids[mask], self.cfg.cache_latency_ms / 1000.0)

@@ -66,8 +66,17 @@ class Dispatcher(Protocol):
         """Requests arrived up to now (including rejected ones)."""
         ...
 
+    def oldest_wait_s(self, j: int) -> float:
+        """How long the oldest request in the queue node j serves from has waited (s)."""
+        ...
+
     def finish(self, end_s: float) -> None:
         """End of run: admit and expire what the run's last instant holds."""
+        ...
+
+    def queue_peaks(self) -> tuple[int, int, list[int] | None]:
+        """(most requests one queue held at once, requests rejected by a full queue, per class
+        the most of its own requests one queue held, or None when not counted)."""
         ...
 
 

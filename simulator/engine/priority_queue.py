@@ -1,9 +1,13 @@
-"""The central queue with priority levels (and the id ring each level is).
+"""Queues with priority levels and per-class limits: the central one (lazy admission, one id
+ring per level) and a node's (per-node routing).
 
-Split from :mod:`simulator.engine.queues`: same lazy admission, one FIFO per level.
+A class's ``max_queue_length`` bounds that class's own queued requests in the queue, whatever
+the priorities; the total limit bounds all of them. Split from :mod:`simulator.engine.queues`.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -45,50 +49,107 @@ class IdRing:
 
 
 
+def admitted(cls: np.ndarray, class_room: np.ndarray, total_room: int) -> np.ndarray:
+    """Which of some requests (in arrival order, of classes ``cls``) a queue admits, as a mask.
+
+    Each is admitted if its class still has room (``class_room`` per class) and the queue as a
+    whole does (``total_room``), taken in arrival order with nothing leaving in between: the
+    rule an eager queue applies arrival by arrival, computed for a whole batch at once.
+    """
+    n = len(cls)
+    order = np.argsort(cls, kind="stable")
+    sc = cls[order]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.searchsorted(sc, sc, side="left")  # rank within its class
+    ok = rank < class_room[cls]
+    if ok.sum() > max(total_room, 0):
+        ok[np.flatnonzero(ok)[max(total_room, 0):]] = False
+    return ok
+
+
+class ClassCounts:
+    """Queued requests per class against per-class limits, and the most seen at once."""
+
+    def __init__(self, class_limit: list[int | None]) -> None:
+        self.limit = np.asarray([2**62 if x is None else x for x in class_limit],
+                                dtype=np.int64)
+        self.count = np.zeros(len(class_limit), dtype=np.int64)
+        self.peak = np.zeros(len(class_limit), dtype=np.int64)
+
+    def room(self) -> np.ndarray:
+        return self.limit - self.count
+
+    def add(self, cls: np.ndarray) -> None:
+        self.count += np.bincount(cls, minlength=len(self.count))
+        np.maximum(self.peak, self.count, out=self.peak)
+
+    def remove(self, cls: np.ndarray) -> None:
+        self.count -= np.bincount(cls, minlength=len(self.count))
+
+
 class PriorityQueue(LazyAdmission):
-    """Central queue with priority levels (Triton priority levels: higher served first).
+    """Central queue with priority levels (Triton priority levels: higher served first) and
+    per-class queue limits.
 
     Each level is a FIFO; a batch takes from the highest non-empty level first and fills up
-    from the next ones. Each class may have its own queue limit (shedding lower priorities
-    first when they are given smaller limits); ``max_len`` bounds the total.
+    from the next ones. A class's ``max_queue_length`` bounds that class's own queued requests
+    (whatever the priorities); ``max_len`` bounds the total. An arrival beyond either is
+    rejected (:func:`admitted`).
     """
 
     def __init__(self, table: RequestTable, max_len: int, class_level: np.ndarray,
-                 level_limit: list[int]) -> None:
+                 class_limit: list[int | None]) -> None:
         self.table = table
         self.max_len = max_len
         self.class_level = class_level  # class index -> level index (0 = highest priority)
-        self.levels = [IdRing() for _ in level_limit]
-        self.level_limit = level_limit
+        self.levels = [IdRing() for _ in range(int(class_level.max()) + 1)]
+        self.classes = ClassCounts(class_limit)
         self.len = 0
+        self.peak = 0
         self.tail = 0
         self.rejected = 0
         self.divert: object = None
         self.next_arrival_s = -np.inf
 
+    def _cls(self, ids: np.ndarray) -> np.ndarray:
+        return self.table.cls[ids - self.table.base].astype(np.int64)
+
+    def _enter(self, ids: np.ndarray, front: bool) -> np.ndarray:
+        """Admit what fits of ``ids`` (in order) into their levels; returns the rejected."""
+        cls = self._cls(ids)
+        ok = admitted(cls, self.classes.room(), self.max_len - self.len)
+        keep, kc = ids[ok], cls[ok]
+        lev = self.class_level[kc]
+        for i, ring in enumerate(self.levels):
+            mine = keep[lev == i]
+            if len(mine):
+                (ring.push_front if front else ring.extend)(mine)
+        self.len += len(keep)
+        self.peak = max(self.peak, self.len)
+        self.classes.add(kc)
+        return ids[~ok]
+
     def _admit_upto(self, j: int) -> None:
         if j <= self.tail:
             return
-        tab = self.table
         ids = np.arange(self.tail, j)
         if self.divert is not None:
             ids = ids[~self.divert(ids)]  # type: ignore[operator]
-        lev = self.class_level[tab.cls[ids - tab.base]]
-        rejected = []
-        for i, ring in enumerate(self.levels):
-            mine = ids[lev == i]
-            if not len(mine):
-                continue
-            room = max(min(self.level_limit[i] - len(ring), self.max_len - self.len), 0)
-            ring.extend(mine[:room])
-            self.len += min(room, len(mine))
-            if room < len(mine):
-                rejected.append(mine[room:])
-        if rejected:
-            r = np.concatenate(rejected)
-            tab.end(r, DROPPED)  # rejected at arrival
-            self.rejected += len(r)
+        rejected = self._enter(ids, front=False)
+        if len(rejected):
+            self.table.end(rejected, DROPPED)  # rejected at arrival
+            self.rejected += len(rejected)
         self.tail = j
+
+    def requeue(self, ids: np.ndarray, now_s: float) -> int:
+        """Put requests back at the head of their levels, oldest first (requeued from a
+        preempted or failed node), as far as their class and the queue have room; the rest are
+        rejected now, as an arrival at a full queue is. Returns how many were rejected."""
+        rejected = self._enter(np.sort(ids), front=True)
+        if len(rejected):
+            self.table.end(rejected, DROPPED, now_s)
+            self.rejected += len(rejected)
+        return len(rejected)
 
     def peek(self, k: int) -> np.ndarray:
         """The first ``k`` waiting ids in service order (highest level first)."""
@@ -110,6 +171,7 @@ class PriorityQueue(LazyAdmission):
             ring.head += m
             left -= m
         self.len -= len(ids)
+        self.classes.remove(self._cls(ids))
         return ids
 
     def pop_one(self) -> int:
@@ -132,15 +194,6 @@ class PriorityQueue(LazyAdmission):
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
-    def push_front(self, ids: np.ndarray) -> None:
-        tab = self.table
-        lev = self.class_level[tab.cls[ids - tab.base]]
-        for i, ring in enumerate(self.levels):
-            mine = ids[lev == i]
-            if len(mine):
-                ring.push_front(mine)
-        self.len += len(ids)
-
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
         """Time out expired requests at the head of every level."""
         tab = self.table
@@ -149,11 +202,13 @@ class PriorityQueue(LazyAdmission):
             while len(ring):
                 gid = int(ring.buf[ring.head])
                 i = gid - tab.base
-                deadline = tab.t[i] + timeout_s[tab.cls[i]]
+                c = int(tab.cls[i])
+                deadline = tab.t[i] + timeout_s[c]
                 if deadline >= now_s:
                     break
                 ring.head += 1
                 self.len -= 1
+                self.classes.count[c] -= 1
                 tab.end(gid, TIMED_OUT, deadline)
                 n += 1
         return n
@@ -166,3 +221,97 @@ class PriorityQueue(LazyAdmission):
             if len(ring):
                 w = max(w, now_s - float(tab.t[int(ring.buf[ring.head]) - tab.base]))
         return w
+
+
+class PriorityNodeQueue:
+    """One node's queue with priority levels and per-class limits (per-node routing).
+
+    Same methods as :class:`~simulator.engine.queues.NodeQueue`: service order is the highest
+    level first, FIFO within a level; ``has_room(cls)`` says whether class ``cls`` is below its
+    own limit at this node (the node's total limit is the dispatcher's check).
+    """
+
+    __slots__ = ("count", "level_of", "levels", "limit", "n", "table")
+
+    def __init__(self, table: RequestTable, class_level: list[int],
+                 class_limit: list[int | None]) -> None:
+        self.table = table
+        self.level_of = class_level
+        self.levels: list[deque[int]] = [deque() for _ in range(max(class_level) + 1)]
+        self.limit = [2**62 if x is None else x for x in class_limit]
+        self.count = [0] * len(class_limit)
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def has_room(self, cls: int) -> bool:
+        return self.count[cls] < self.limit[cls]
+
+    def push(self, gid: int, cls: int) -> None:
+        self.levels[self.level_of[cls]].append(gid)
+        self.count[cls] += 1
+        self.n += 1
+
+    def _popped(self, gid: int) -> int:
+        tab = self.table
+        self.count[int(tab.cls[gid - tab.base])] -= 1
+        self.n -= 1
+        return gid
+
+    def pop_one(self) -> int:
+        for q in self.levels:
+            if q:
+                return self._popped(q.popleft())
+        raise IndexError("pop from an empty queue")
+
+    def head_id(self) -> int:
+        for q in self.levels:
+            if q:
+                return q[0]
+        raise IndexError("empty queue")
+
+    def oldest_s(self) -> float:
+        """Arrival time of the oldest waiting request (any level), s."""
+        tab = self.table
+        return min(float(tab.t[q[0] - tab.base]) for q in self.levels if q)
+
+    def peek(self, k: int) -> np.ndarray:
+        out: list[int] = []
+        for q in self.levels:
+            for gid in q:
+                if len(out) >= k:
+                    break
+                out.append(gid)
+        return np.asarray(out, dtype=np.int64)
+
+    def head_arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        tab = self.table
+        loc = self.peek(k) - tab.base
+        return tab.t[loc], tab.size[loc]
+
+    def take(self, k: int) -> np.ndarray:
+        return np.asarray([self.pop_one() for _ in range(min(k, self.n))], dtype=np.int64)
+
+    def clear(self) -> np.ndarray:
+        out = self.peek(self.n)
+        for q in self.levels:
+            q.clear()
+        self.count = [0] * len(self.count)
+        self.n = 0
+        return out
+
+    def expire(self, now_s: float, timeout_s: np.ndarray) -> list[int]:
+        """Time out expired requests at the head of every level; return their ids."""
+        tab = self.table
+        out = []
+        for q in self.levels:
+            while q:
+                i = q[0] - tab.base
+                deadline = tab.t[i] + timeout_s[tab.cls[i]]
+                if deadline >= now_s:
+                    break
+                gid = self._popped(q.popleft())
+                out.append(gid)
+                tab.end(gid, TIMED_OUT, deadline)
+        return out

@@ -15,9 +15,9 @@ import numpy as np
 import simpy
 
 from simulator.engine.clock import Clock
+from simulator.engine.degradation import Degradation
 from simulator.engine.dispatch import drop_expired, requeue_or_lose
 from simulator.engine.nodes import READY, NodeTable, Pool
-from simulator.engine.queues import NodeQueue
 from simulator.engine.requests import DROPPED, RequestTable
 from simulator.engine.server import STOP, Batch, Server
 from simulator.policies.views import BatchDecision, QueueView
@@ -27,15 +27,22 @@ from simulator.rng import BufferedRandom
 class PushDispatcher:
     """Route each arriving request to a node's queue; nodes serve their own queue.
 
-    ``batchers``: one batching policy per node; ``router`` and ``route_rng``: the routing
-    policy and its random source; ``timeout_s``: queue timeout per class (s, inf = none).
+    ``queues``: one queue per node (plain FIFO, or priority levels with class limits; the
+    node's total limit is the router view's ``capacity``); ``batchers``: one batching policy
+    per node; ``router`` and ``route_rng``: the routing policy and its random source;
+    ``timeout_s``: queue timeout per class (s, inf = none); ``degradation``: cache-mode
+    diversion at routing, if any.
+
+    A request routed to a node whose queue (or its class's share of it) is full is rejected;
+    a request requeued from a node that stopped is routed again under the same rule.
     """
 
     shows_busy = True
 
     def __init__(self, env: Clock, table: RequestTable, server: Server, pools: list[Pool],
-                 nodes: NodeTable, batchers: list[Any], router: Any, route_rng: BufferedRandom,
-                 timeout_s: np.ndarray, duration_s: float) -> None:
+                 nodes: NodeTable, queues: list[Any], batchers: list[Any], router: Any,
+                 route_rng: BufferedRandom, timeout_s: np.ndarray, duration_s: float,
+                 degradation: Degradation) -> None:
         self.env = env
         self.table = table
         self.server = server
@@ -49,7 +56,14 @@ class PushDispatcher:
         self.min_timeout_s = float(timeout_s.min())
         self.duration_s = duration_s
         n = nodes.n
-        self.node_q = [NodeQueue() for _ in range(n)]
+        self.node_q = queues
+        self._capacity = nodes.view.capacity
+        self.peak = 0  # the most requests queued at one node at once
+        self.rejected = 0
+        counts = getattr(queues[0], "count", None)  # priority queues count per class
+        self._class_peak = None if counts is None else [0] * len(counts)
+        self._diverts = degradation.caches
+        self.degradation = degradation
         self._fast = bool(getattr(batchers[0], "takes_one", False))  # one request, never waits
         self._svc = server.services
         self._waiting = [False] * n
@@ -80,26 +94,50 @@ class PushDispatcher:
     def _any_ready(self) -> bool:
         return any(p.counts[READY] for p in self.pools)
 
-    def _route(self, gid: int, requeue: bool = False) -> None:
+    def _route(self, gid: int) -> None:
+        """Push request ``gid`` (arriving, or requeued) into the queue of the node the router
+        picks; it is rejected when no node is ready or that queue has no room for it."""
         tab = self.table
         nodes = self.nodes
         now = self.env.now
         i = gid - tab.base
         if not self._any_ready():
-            tab.end(gid, DROPPED, now)
+            self._reject(gid, now)
             return
         j = self.router.choose(nodes.view, self.route_rng, now)
-        if nodes.queue_len[j] >= nodes.view.capacity and not requeue:
-            tab.end(gid, DROPPED, now)
+        q = self.node_q[j]
+        if self._diverts and self._divert(gid, q):
             return
-        self.node_q[j].ids.append(gid)
-        nodes.queue_len[j] += 1
+        ql = int(nodes.queue_len[j])
+        c = int(tab.cls[i])
+        if ql >= self._capacity or not q.has_room(c):
+            self._reject(gid, now)
+            return
+        q.push(gid, c)
+        nodes.queue_len[j] = ql + 1
+        if ql >= self.peak:
+            self.peak = ql + 1
+        if self._class_peak is not None and q.count[c] > self._class_peak[c]:
+            self._class_peak[c] = q.count[c]
         nodes.queued_work_s[j] += self._svc[j].mean_time(1, int(tab.size[i]))
         if self._waiting[j]:
             self._wait_items[j] += int(tab.size[i])
             if (nodes.queue_len[j] >= self._wake_size[j]
                     or self._wait_items[j] >= self._wake_items[j]):
                 self._wake_node(j)
+
+    def _reject(self, gid: int, now: float) -> None:
+        self.table.end(gid, DROPPED, now)
+        self.rejected += 1
+
+    def _divert(self, gid: int, q: Any) -> bool:
+        """Cache mode: answer ``gid`` from the cache instead of joining queue ``q``?"""
+        mask = self.degradation.divert(np.asarray([gid], dtype=np.int64), len(q),
+                                       self._oldest_wait(q))
+        return bool(mask[0])
+
+    def _oldest_wait(self, q: Any) -> float:
+        return self.env.now - q.oldest_s() if len(q) else 0.0
 
     def _wake_node(self, j: int) -> None:
         self._waiting[j] = False
@@ -110,12 +148,12 @@ class PushDispatcher:
     def take(self, j: int) -> Batch | None:
         """A batch from node j's own queue; None while its batcher waits; STOP once the node
         is not ready and nothing is left for it."""
-        ready = self.nodes.ready_py[j]
-        if not ready and not len(self.node_q[j]):
+        q = self.node_q[j]
+        if not self.nodes.ready_py[j] and not len(q):
             return STOP
         batch = self._take_node(j)
-        if batch is None and not ready:
-            return STOP
+        if batch is None and not self.nodes.ready_py[j] and not len(q):
+            return STOP  # (a draining node with requests left waits for its batcher)
         return batch
 
     def _take_node(self, j: int) -> Batch | None:
@@ -126,7 +164,7 @@ class PushDispatcher:
             self._expire_node(j, q, now)
         while len(q):
             if self._fast:
-                gid = q.ids.popleft()
+                gid = q.pop_one()
                 batch: Batch = range(gid, gid + 1)
                 taken = [gid]
             else:
@@ -153,12 +191,12 @@ class PushDispatcher:
         self._wake_items[j] = 10**18
         return None
 
-    def _ask(self, batcher: Any, q: NodeQueue, now: float) -> BatchDecision:
+    def _ask(self, batcher: Any, q: Any, now: float) -> BatchDecision:
         """Build the batcher's read-only view of node queue ``q`` and ask for a decision."""
         tab = self.table
-        oldest = float(tab.t[q.ids[0] - tab.base]) if len(q) else None
+        oldest = float(tab.t[q.head_id() - tab.base]) if len(q) else None
         view = QueueView(len(q), oldest_s=oldest, limit=batcher.max_batch,
-                         load=lambda k: q.head_arrays(k, tab))
+                         load=q.head_arrays)
         return batcher.next_batch(view, now)
 
     def _wait_node(self, j: int, dec: BatchDecision) -> None:
@@ -168,7 +206,7 @@ class PushDispatcher:
         if dec.wake_at_items is not None:  # items waiting now; pushes add theirs
             tab = self.table
             q = self.node_q[j]
-            self._wait_items[j] = int(tab.size[np.asarray(q.ids) - tab.base].sum())
+            self._wait_items[j] = int(tab.size[q.peek(len(q)) - tab.base].sum())
             if self._wait_items[j] >= dec.wake_at_items:
                 self._wake_items[j] = 10**18  # already met (a lone oversized request): ignored
         if dec.wait_until_s is not None and dec.wait_until_s < self.duration_s:
@@ -179,8 +217,8 @@ class PushDispatcher:
                 lambda _e: self._wake_node(j) if self._node_timer_gen[j] == gen else None)
         return None
 
-    def _expire_node(self, j: int, q: NodeQueue, now: float) -> None:
-        gone = q.expire(now, self.timeout_s, self.table)
+    def _expire_node(self, j: int, q: Any, now: float) -> None:
+        gone = q.expire(now, self.timeout_s)
         if gone:
             tab = self.table
             self.nodes.queue_len[j] -= len(gone)
@@ -215,16 +253,15 @@ class PushDispatcher:
         ids = self.server.abort(j)
         if ids is not None and requeue_or_lose(self.table, ids, lose, pool, now):
             for gid in ids.tolist():
-                self._route(gid, requeue=True)
+                self._route(gid)
         q = self.node_q[j]
         if len(q):
-            ids = np.fromiter(q.ids, dtype=np.int64, count=len(q))
-            q.ids.clear()
+            ids = q.clear()
             self.nodes.queue_len[j] = 0
             self.nodes.queued_work_s[j] = 0.0
             if requeue_or_lose(self.table, ids, lose, pool, now):
                 for gid in ids.tolist():
-                    self._route(gid, requeue=True)
+                    self._route(gid)
         self._kick()
 
     # ------------------------------------------------------------------ observation
@@ -244,11 +281,10 @@ class PushDispatcher:
 
     def oldest_wait_s(self, j: int) -> float:
         """How long the oldest request queued at node j has waited (s; 0 when none)."""
-        q = self.node_q[j]
-        if not len(q):
-            return 0.0
-        tab = self.table
-        return self.env.now - float(tab.t[q.ids[0] - tab.base])
+        return self._oldest_wait(self.node_q[j])
 
     def finish(self, end_s: float) -> None:
         """Nothing to admit: arrivals were routed as they came."""
+
+    def queue_peaks(self) -> tuple[int, int, list[int] | None]:
+        return self.peak, self.rejected, self._class_peak

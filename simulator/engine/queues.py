@@ -174,6 +174,7 @@ class CentralQueue(LazyAdmission):
         self.len = 0
         self.tail = 0  # every id below tail has been admitted or rejected
         self.rejected = 0
+        self.peak = 0  # the most requests that waited at once
         self.divert: object = None  # engine hook: (ids) -> bool mask of ids answered elsewhere
         self.min_timeout_s = 0.0  # engine hint: no request times out sooner (s)
         self.next_arrival_s = -np.inf  # arrival time of id `tail` (cached), s
@@ -197,6 +198,8 @@ class CentralQueue(LazyAdmission):
             else:
                 self.runs.append([self.tail, self.tail + take])
             self.len += take
+            if self.len > self.peak:
+                self.peak = self.len
         if take < n:
             self.table.end(range(self.tail + take, j), DROPPED)  # rejected at arrival
             self.rejected += n - take
@@ -208,6 +211,7 @@ class CentralQueue(LazyAdmission):
         for gid in ids[:room].tolist():
             self.runs.append([gid, gid + 1])
         self.len += min(room, len(ids))
+        self.peak = max(self.peak, self.len)
         if room < len(ids):
             self.table.end(ids[room:], DROPPED)  # rejected at arrival
             self.rejected += len(ids) - room
@@ -307,11 +311,20 @@ class CentralQueue(LazyAdmission):
                 self.runs.popleft()
         return ids
 
-    def push_front(self, ids: np.ndarray) -> None:
-        """Put requests back at the head (requeued from a preempted or failed node)."""
-        for gid in sorted(ids.tolist(), reverse=True):
+    def requeue(self, ids: np.ndarray, now_s: float) -> int:
+        """Put requests back at the head, oldest first (requeued from a preempted or failed
+        node), as far as the queue has room; the rest are rejected now, as an arrival at a full
+        queue is. Returns how many were rejected."""
+        ids = np.sort(ids)
+        room = max(self.max_len - self.len, 0)
+        for gid in reversed(ids[:room].tolist()):
             self.runs.appendleft([gid, gid + 1])
-        self.len += len(ids)
+        self.len += min(room, len(ids))
+        self.peak = max(self.peak, self.len)
+        if room < len(ids):
+            self.table.end(ids[room:], DROPPED, now_s)
+            self.rejected += len(ids) - room
+        return max(len(ids) - room, 0)
 
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
         """Time out waiting requests at the head whose deadline passed; return how many."""
@@ -333,22 +346,47 @@ class CentralQueue(LazyAdmission):
 
 
 class NodeQueue:
-    """One node's FIFO of request ids (per-node routing)."""
+    """One node's FIFO of request ids (per-node routing; one priority level, no class limits).
 
-    __slots__ = ("ids",)
+    :class:`~simulator.engine.priority_queue.PriorityNodeQueue` has the same methods for
+    priority levels and per-class limits.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("ids", "table")
+
+    def __init__(self, table: RequestTable) -> None:
+        self.table = table
         self.ids: deque[int] = deque()
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def has_room(self, cls: int) -> bool:
+        """Whether a request of class ``cls`` may join (no class limits here)."""
+        return True
+
+    def push(self, gid: int, cls: int) -> None:
+        self.ids.append(gid)
+
+    def pop_one(self) -> int:
+        return self.ids.popleft()
+
+    def head_id(self) -> int:
+        """The id served next."""
+        return self.ids[0]
+
+    def oldest_s(self) -> float:
+        """Arrival time of the oldest waiting request, s."""
+        tab = self.table
+        return float(tab.t[self.ids[0] - tab.base])
+
     def peek(self, k: int) -> np.ndarray:
         n = min(k, len(self.ids))
         return np.fromiter((self.ids[i] for i in range(n)), dtype=np.int64, count=n)
 
-    def head_arrays(self, k: int, tab: RequestTable) -> tuple[np.ndarray, np.ndarray]:
+    def head_arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Arrival times (s) and items of the first k waiting requests."""
+        tab = self.table
         loc = self.peek(k) - tab.base
         return tab.t[loc], tab.size[loc]
 
@@ -357,8 +395,15 @@ class NodeQueue:
         pop = self.ids.popleft
         return np.fromiter((pop() for _ in range(n)), dtype=np.int64, count=n)
 
-    def expire(self, now_s: float, timeout_s: np.ndarray, tab: RequestTable) -> list[int]:
+    def clear(self) -> np.ndarray:
+        """Remove and return every waiting id (service order)."""
+        out = np.fromiter(self.ids, dtype=np.int64, count=len(self.ids))
+        self.ids.clear()
+        return out
+
+    def expire(self, now_s: float, timeout_s: np.ndarray) -> list[int]:
         """Time out expired requests at the head; return their ids."""
+        tab = self.table
         out = []
         while self.ids:
             i = self.ids[0] - tab.base

@@ -41,6 +41,24 @@ class PoolRecord:
 
 
 @dataclass(frozen=True)
+class QueueRecord:
+    """The most requests that waited at once, against the limits that bound them.
+
+    ``per_node``: the limits apply to each node's queue (else to the one shared queue);
+    ``peak``: the most requests one queue held at once; ``class_peak``: per class, the most of
+    its own requests one queue held (None where the queue keeps no per-class count: no class
+    has a limit); ``rejected``: arrivals and requeued requests turned away by a full queue.
+    """
+
+    per_node: bool
+    limit: int
+    peak: int
+    rejected: int
+    class_limit: list[int | None]
+    class_peak: list[int] | None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A finished run of one scenario with one seed (times in s)."""
 
@@ -59,6 +77,7 @@ class RunRecord:
     max_batch_seen: int
     quality_loss_per_degraded: float  # AUC per degraded request
     records_mode: str
+    queue: QueueRecord
     timeseries: pd.DataFrame
     pool_series: pd.DataFrame
     events: pd.DataFrame

@@ -32,7 +32,7 @@ from simulator.engine.fleet import Fleet, FleetHost
 from simulator.engine.nodes import NodeTable, Pool
 from simulator.engine.observer import Observer
 from simulator.engine.push import PushDispatcher
-from simulator.engine.record import PoolRecord, RunRecord
+from simulator.engine.record import PoolRecord, QueueRecord, RunRecord
 from simulator.engine.recorder import Recorder, RecordSink
 from simulator.engine.requests import RequestTable
 from simulator.engine.server import Server
@@ -95,15 +95,15 @@ class Simulation:
         self.server = Server(env, self.table, self.nodes, self.pools,
                              [self.pools[p].service for p in pool_of.tolist()])
         self.admission = Admission(sc)
-        self.degradation = self._degradation(pol.dispatch == "central")
+        self.degradation = self._degradation()
         self.dispatcher = self._dispatcher()
-        fallback = self.degradation.fallback if self.degradation is not None else None
+        fallback = self.degradation.fallback
         degrade = None
         if fallback is not None:
             deg, disp = self.degradation, self.dispatcher
 
             def degrade(j: int) -> bool:
-                return deg.degrade(disp.oldest_wait_s(j))  # type: ignore[attr-defined, union-attr]
+                return deg.degrade(disp.oldest_wait_s(j))
 
         self.server.connect(self.dispatcher.take, shows_busy=self.dispatcher.shows_busy,
                             fallback=fallback, degrade=degrade)
@@ -140,10 +140,8 @@ class Simulation:
                      if pc.autoscaler else "policy.autoscaling")  # type: ignore[attr-defined]
             raise ScenarioError(f"{sc.source}: field '{where}': {exc}") from None
 
-    def _degradation(self, central: bool) -> Degradation | None:
+    def _degradation(self) -> Degradation:
         deg = self.sc.policy.degradation
-        if not central:
-            return None
         fallback = None
         if deg.enabled and deg.mode == "variant":
             fallback = fallback_services(self.sc, self.pools,
@@ -161,8 +159,9 @@ class Simulation:
         if pol.dispatch == "central":
             queue = self.admission.central_queue(self.table)
             deg = self.degradation
-            if deg is not None and deg.caches:
-                queue.divert = lambda ids: deg.divert(ids, queue)
+            if deg.caches:
+                env = self.env
+                queue.divert = lambda ids: deg.divert(ids, queue.len, queue.max_wait_s(env.now))
             weights = None
             if pol.pool_preference == "weighted":
                 weights = [p.cfg.weight for p in self.pools]
@@ -171,11 +170,14 @@ class Simulation:
                 create("batcher", b.name, **bargs), timeout_s, self.duration_s,
                 self._preference_order(), weights, stream(self.seed, "pool_choice"))
         r = pol.routing
+        n = self.nodes.n
         return PushDispatcher(
             self.env, self.table, self.server, self.pools, self.nodes,
-            [create("batcher", b.name, **bargs) for _ in range(self.nodes.n)],
+            [self.admission.node_queue(self.table) for _ in range(n)],
+            [create("batcher", b.name, **bargs) for _ in range(n)],
             create("router", r.name, d=r.d, **r.params),
-            BufferedRandom(stream(self.seed, "routing")), timeout_s, self.duration_s)
+            BufferedRandom(stream(self.seed, "routing")), timeout_s, self.duration_s,
+            self.degradation)
 
     def _preference_order(self) -> list[int]:
         """Pool indices in the order idle nodes take work (central dispatch)."""
@@ -247,6 +249,10 @@ class Simulation:
             for p, b, ns, pr in zip(self.pools, busy, billed, prov, strict=True)]
         rec = self.recorder
         deg = self.degradation
+        peak, rejected, class_peak = self.dispatcher.queue_peaks()
+        queue = QueueRecord(per_node=self.sc.policy.dispatch == "per_node",
+                            limit=self.admission.max_queue_length, peak=peak, rejected=rejected,
+                            class_limit=list(self.admission.class_limit), class_peak=class_peak)
         return RunRecord(
             scenario=self.sc, seed=self.seed, duration_s=self.duration_s,
             warmup_s=self.warmup_s, wall_s=self.wall_s, pools=pools, total=rec.total,
@@ -255,6 +261,6 @@ class Simulation:
             arrivals_incl_warmup=rec.total_arrivals_all,
             final_queue_length=float(self.series.queue_len[-1]),
             max_batch_seen=self.server.max_batch_seen,
-            quality_loss_per_degraded=deg.quality_loss_per_degraded() if deg else 0.0,
-            records_mode=self.records_mode, timeseries=self.series.to_frame(),
+            quality_loss_per_degraded=deg.quality_loss_per_degraded(),
+            records_mode=self.records_mode, queue=queue, timeseries=self.series.to_frame(),
             pool_series=obs.pool_frame(), events=self.fleet.event_frame(), records=records)

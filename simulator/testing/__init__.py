@@ -28,6 +28,7 @@ from simulator.testing.invariants import (
     check_deterministic,
     check_fleet_bounds,
     check_invariants,
+    check_queue_limits,
     check_readiness,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_fleet_bounds",
     "check_invariants",
     "check_no_starvation",
+    "check_queue_limits",
     "check_readiness",
     "check_router",
     "strategies",

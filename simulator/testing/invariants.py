@@ -39,6 +39,7 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     check_conservation(s, rec)
     check_causality(rec)
     check_capacity(rec, max_batch or int(result.scenario.policy.batching.max_batch))
+    check_queue_limits(result)
     check_clock(result)
     check_readiness(result)
     check_fleet_bounds(result)
@@ -98,6 +99,67 @@ def check_capacity(rec: pd.DataFrame, max_batch: int) -> None:
         prev_fin = fin[:-1]
         if np.any(starts[1:] < np.nan_to_num(prev_fin, nan=np.inf) - EPS):
             raise InvariantError(f"node {node} started a batch before finishing the previous")
+
+
+def _peak(enter: np.ndarray, leave: np.ndarray) -> int:
+    """Most intervals [enter, leave) open at once (a leave at t counts before an enter at t)."""
+    if not len(enter):
+        return 0
+    t = np.concatenate([enter, leave])
+    d = np.concatenate([np.ones(len(enter), dtype=np.int64), -np.ones(len(leave), dtype=np.int64)])
+    order = np.lexsort((d, t))  # at one instant, leaves (-1) first
+    return int(np.cumsum(d[order]).max())
+
+
+def check_queue_limits(result: Any) -> None:
+    """A queue never holds more than its limit: ``admission.max_queue_length`` in total (the
+    shared queue, or each node's queue under per-node dispatch) and a class's
+    ``max_queue_length`` of its own requests, whatever the priorities; requeued requests too.
+
+    Checked on the summary's ``queues`` peaks, and (without preemptions or failures, when a
+    request waits in one queue only) on the queue occupancy rebuilt from the records: a
+    request waits from its arrival to its start, or to its timeout.
+    """
+    s = result.summary
+    qs = s.get("queues")
+    if qs is None:
+        return
+    where = "each node queue" if qs["per_node"] else "the queue"
+    if qs["peak"] > qs["limit"]:
+        raise InvariantError(f"queue limit: {where} held {qs['peak']} requests > "
+                             f"max_queue_length {qs['limit']}")
+    for name, c in qs["classes"].items():
+        if c["limit"] is not None and c["peak"] is not None and c["peak"] > c["limit"]:
+            raise InvariantError(f"queue limit: class {name} had {c['peak']} requests in "
+                                 f"{where} > its max_queue_length {c['limit']}")
+    rec = result.records
+    ev = result.extras.get("events")
+    if rec is None or not len(rec) or (ev is not None and len(ev) and _requeue_possible(ev)):
+        return
+    waited = rec[rec["start_s"].notna() | (rec["outcome"] == "timed_out")]
+    leave = waited["start_s"].fillna(waited["finish_s"]).to_numpy(dtype=float)
+    enter = waited["arrival_s"].to_numpy(dtype=float)
+    keys: list[str] = ["node"] if qs["per_node"] else []
+    if qs["per_node"]:  # a request's node is known only once it started
+        sel = waited["start_s"].notna().to_numpy()
+        waited, enter, leave = waited[sel], enter[sel], leave[sel]
+    groups = [(f"{where}", waited.groupby(keys).indices if keys else {"": np.arange(len(waited))},
+               qs["limit"])]
+    for name, c in qs["classes"].items():
+        if c["limit"] is not None:
+            m = (waited["class"] == name).to_numpy()
+            idx = np.flatnonzero(m)
+            sub = waited.iloc[idx]
+            ind = sub.groupby(keys).indices if keys else {"": np.arange(len(sub))}
+            groups.append((f"class {name} in {where}",
+                           {k: idx[v] for k, v in ind.items()}, c["limit"]))
+    for label, ind, limit in groups:
+        for key, i in ind.items():
+            n = _peak(enter[i], leave[i])
+            if n > limit:
+                at = f" (node {key})" if qs["per_node"] else ""
+                raise InvariantError(f"queue limit: {label}{at} held {n} waiting requests "
+                                     f"(rebuilt from records) > max_queue_length {limit}")
 
 
 # ----------------------------------------------------------------------------- clock
