@@ -14,7 +14,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from simulator.policies.registry import KINDS, allowed_names, params_model, policy_class
 from simulator.scenario import Scenario, unwrap_annotation
+
+_TABLE_OF_KIND = {"router": "policy.routing", "batcher": "policy.batching",
+                  "autoscaler": "policy.autoscaling (and cluster.pools[].autoscaler)"}
 
 
 def _type_name(ann: Any) -> str:
@@ -62,21 +66,48 @@ def render() -> str:
         if prefix in seen:
             continue
         seen.add(prefix)
-        lines += [f"## `{prefix or '(top level)'}`", "", "| field | type | default | meaning |",
-                  "|---|---|---|---|"]
-        for name, f in model.model_fields.items():
-            if f.is_required():
-                default = "required"
-            elif f.default_factory is not None:
-                default = "(table)" if "Cfg" in str(f.annotation) else "see text"
-            elif f.default is PydanticUndefined:
-                default = ""
-            else:
-                default = f"`{f.default!r}`"
-            desc = (f.description or "").replace("|", "\\|")
-            lines.append(f"| `{name}` | {_type_name(f.annotation)} | {default} | {desc} |")
-        lines.append("")
+        lines += [f"## `{prefix or '(top level)'}`", ""]
+        doc = (model.__doc__ or "").strip()
+        if model.model_config.get("extra") == "allow" and doc:
+            lines += [doc.splitlines()[0], ""]
+        lines += _field_table(model)
+    lines += [
+        "# Policy parameters",
+        "",
+        "A policy table names the policy and gives its own parameters, flat:",
+        "`routing = { name = \"power_of_two\", d = 3 }`. Each policy receives only its own",
+        "parameters; an unknown one is refused with the allowed list. Policies registered by",
+        "plugins (`policy.plugins`, `--plugin`, the `peaksim.policies` entry point group) appear",
+        "here when they are loaded.",
+        "",
+    ]
+    for kind in KINDS:
+        for name in allowed_names(kind):
+            cls = policy_class(kind, name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            lines += [f"## {kind} `{name}` ({_TABLE_OF_KIND[kind]})", ""]
+            if doc:
+                lines += [doc[0], ""]
+            model = params_model(kind, name)
+            lines += _field_table(model) if model.model_fields else ["No parameters.", ""]
     return "\n".join(lines)
+
+
+def _field_table(model: type[BaseModel]) -> list[str]:
+    lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for name, f in model.model_fields.items():
+        if f.is_required():
+            default = "required"
+        elif f.default_factory is not None:
+            default = "(table)" if "Cfg" in str(f.annotation) else f"`{f.default_factory()!r}`"
+        elif f.default is PydanticUndefined:
+            default = ""
+        else:
+            default = f"`{f.default!r}`"
+        desc = (f.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | {_type_name(f.annotation)} | {default} | {desc} |")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

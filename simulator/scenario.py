@@ -18,12 +18,15 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
+from simulator.policies.registry import PluginError, load_plugins
 from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
     AdmissionCfg,
     ArrivalCfg,
+    AutoscalerCfg,
     BatchingCfg,
     ClusterCfg,
     CostCfg,
@@ -34,6 +37,7 @@ from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tab
     MmppState,
     PeakCfg,
     PolicyCfg,
+    PolicySpec,
     PoolCfg,
     RequestClassCfg,
     RoutingCfg,
@@ -68,6 +72,17 @@ class Scenario(_Model):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any, info: ValidationInfo) -> Any:
+        """Import ``policy.plugins`` before any policy name is checked (they register it)."""
+        pol = data.get("policy") if isinstance(data, dict) else None
+        specs = pol.get("plugins") if isinstance(pol, dict) else None
+        if isinstance(specs, list) and all(isinstance(x, str) for x in specs):
+            base = (info.context or {}).get("base_dir")
+            load_plugins(specs, Path(base) if base else None)
+        return data
 
     @model_validator(mode="after")
     def _services(self) -> Scenario:
@@ -239,9 +254,11 @@ def scenario_from_dict(
     for k, v in overrides or []:
         apply_override(raw, k, v)
     try:
-        sc = Scenario.model_validate(raw)
+        sc = Scenario.model_validate(raw, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, raw, source)) from None
+    except PluginError as exc:
+        raise ScenarioError(f"{source}: field 'policy.plugins': {exc}") from None
     sc._source = source
     sc._base_dir = base_dir or Path.cwd()
     _check_files(sc)

@@ -8,11 +8,11 @@ Units are in the field names: ``_s`` seconds, ``_ms`` milliseconds, ``_qps`` req
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.policies.registry import allowed_names
+from simulator.policies.registry import allowed_names, validate_params
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -208,6 +208,62 @@ class ServiceCfg(_Model):
 
 
 # ----------------------------------------------------------------------------- cluster
+class PolicySpec(_Model):
+    """A policy by name with its own parameters, flat: ``{name = "...", <parameters>}``.
+
+    The parameters are checked against the named policy's parameter model (docs: "Policy
+    parameters" in docs/scenario-reference.md) and kept with their defaults filled in, so the
+    scenario as run shows every value. A ``params`` table is accepted too (merged).
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    KIND: ClassVar[str] = ""
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_params(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("params"), dict):
+            data = {**data["params"], **{k: v for k, v in data.items() if k != "params"}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(cls.KIND, v)
+
+    @model_validator(mode="after")
+    def _check(self) -> PolicySpec:
+        self.__pydantic_extra__ = validate_params(self.KIND, self.name, self.model_extra or {})
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The policy's parameters (validated, defaults filled in)."""
+        return dict(self.model_extra or {})
+
+
+class AutoscalerCfg(PolicySpec):
+    """A scaling policy: ``{name = "hpa", target = 0.5, ...}`` (see "Policy parameters")."""
+
+    KIND: ClassVar[str] = "autoscaler"
+    name: str = Field("static", description="a registered autoscaler (see Policy parameters)")
+
+
+class RoutingCfg(PolicySpec):
+    """The router of per-node dispatch: ``{name = "power_of_two", d = 2}``."""
+
+    KIND: ClassVar[str] = "router"
+    name: str = Field("round_robin", description="a registered router (per-node dispatch)")
+
+
+class BatchingCfg(PolicySpec):
+    """The batcher: ``{name = "dynamic", max_batch = 32, max_wait_ms = 2}``."""
+
+    KIND: ClassVar[str] = "batcher"
+    name: str = Field("none", description="a registered batcher (see Policy parameters)")
+
+
 class DelayCfg(_Model):
     """A random delay (s): node provisioning, repair time."""
 
@@ -272,8 +328,9 @@ class PoolCfg(_Model):
     )
     spot: SpotCfg | None = Field(None, description="preemption model (purchase = 'spot')")
     failures: FailureCfg | None = None
-    autoscaler: dict[str, Any] | None = Field(
-        None, description="scaling policy {name = ..., params}; default policy.autoscaling"
+    autoscaler: AutoscalerCfg | None = Field(
+        None, description="scaling policy {name = ..., <its parameters>}; default "
+        "policy.autoscaling"
     )
     weight: PosFloat = Field(1.0, description="pool_preference 'weighted': relative share")
     service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
@@ -314,38 +371,6 @@ class ClusterCfg(_Model):
 
 
 # ----------------------------------------------------------------------------- policy
-class RoutingCfg(_Model):
-    name: str = "round_robin"
-    d: int = Field(2, ge=1, description="power_of_two: nodes sampled per decision")
-    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered("router", v)
-
-
-class BatchingCfg(_Model):
-    name: str = "none"
-    max_batch: int = Field(1, ge=1, description="most requests in one batch")
-    max_batch_items: int | None = Field(None, ge=1, description="most items in one batch")
-    max_wait_ms: NonNegFloat = Field(0.0, description="longest wait for a fuller batch, ms")
-    preferred_sizes: list[int] = Field(default_factory=list, description="Triton preferred sizes")
-    timer_slack_ms: NonNegFloat = Field(0.0, description="batcher timer overshoot, ms")
-    params: dict[str, Any] = Field(default_factory=dict, description="extra policy arguments")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered("batcher", v)
-
-    @model_validator(mode="after")
-    def _sizes(self) -> BatchingCfg:
-        if any(s < 1 or s > self.max_batch for s in self.preferred_sizes):
-            raise ValueError("preferred_sizes must lie in [1, max_batch]")
-        return self
-
-
 class AdmissionCfg(_Model):
     max_queue_length: int = Field(
         100_000, ge=1, description="queued requests (central queue, or per node); more are rejected"
@@ -375,13 +400,18 @@ class DegradationCfg(_Model):
 
 
 class PolicyCfg(_Model):
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules that register policies, imported before the scenario is checked "
+        "and in every worker: dotted module names, or .py files relative to the scenario",
+    )
     dispatch: Literal["central", "per_node"] = "central"
     routing: RoutingCfg = Field(default_factory=RoutingCfg)
     batching: BatchingCfg = Field(default_factory=BatchingCfg)
     admission: AdmissionCfg = Field(default_factory=AdmissionCfg)
-    autoscaling: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "static"},
-        description="default scaling policy of every pool {name = ..., params}",
+    autoscaling: AutoscalerCfg = Field(
+        default_factory=AutoscalerCfg,
+        description="default scaling policy of every pool {name = ..., <its parameters>}",
     )
     pool_preference: Literal["cheapest", "fastest", "weighted", "ordered"] = Field(
         "cheapest", description="which pool's idle node takes work first (central dispatch)"

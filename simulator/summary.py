@@ -97,7 +97,7 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
         "batches": {"count": sum(p.batches for p in run.pools),
                     "mean_size": (sum(p.served for p in run.pools)
                                   / max(sum(p.batches for p in run.pools), 1)),
-                    "max_size": run.max_batch_seen},
+                    "max_size": run.max_batch_seen, "limit": run.batch_limit},
         "pools": pools,
         "queues": {
             "per_node": run.queue.per_node, "limit": run.queue.limit, "peak": run.queue.peak,

@@ -64,8 +64,10 @@ class TraceSource:
         if cfg.format == "timestamps":
             t = self._seconds(df[col], cfg.time_unit, path, col)
             t = np.sort(t - t.min())
-            # the trace spans its last arrival plus one mean gap (so loops keep the rate)
-            span = float(t[-1]) + (float(t[-1]) / (len(t) - 1) if len(t) > 1 else 1.0)
+            # the trace spans its last arrival plus one mean gap (so loops keep the rate); a
+            # trace of one instant (one row, or simultaneous arrivals) spans 1 s
+            gap = float(t[-1]) / (len(t) - 1) if len(t) > 1 else 0.0
+            span = float(t[-1]) + (gap if gap > 0 else 1.0)
             if cfg.rate_scale != 1.0:
                 t = self._scale_times(t, cfg.rate_scale, rng)
         else:

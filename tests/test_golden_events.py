@@ -217,15 +217,29 @@ def test_item_cap_sends_the_batch_at_the_overflowing_arrival(g: Golden, dispatch
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
 def test_exact_item_fill(g: Golden, dispatch: str) -> None:
-    """A lone request of exactly max_batch_items (1,024) items at an idle node: pinned as
-    built (it waits the full 50 ms; see the exact-fill fix)."""
+    """A lone request of exactly max_batch_items (1,024) items at an idle node is a full batch
+    and leaves at once, as in Triton (it used to wait the full 50 ms)."""
     res = run(g.scenario([0, 1.0], service_ms=100, dispatch=dispatch, items=1024,
                          batching={"name": "dynamic", "max_batch": 8, "max_batch_items": 1024,
                                    "max_wait_ms": 50}))
     assert event_log(res) == [
         *ready("p", 0),
-        (0.0, "arrive", 0), (0.05, "start", 0, (0,)), (0.15, "finish", 0, (0,)),
-        (1.0, "arrive", 1), (1.05, "start", 0, (1,)), (1.15, "finish", 0, (1,)),
+        (0.0, "arrive", 0), (0.0, "start", 0, (0,)), (0.1, "finish", 0, (0,)),
+        (1.0, "arrive", 1), (1.0, "start", 0, (1,)), (1.1, "finish", 0, (1,)),
+    ]
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_items_filling_the_cap_exactly_leave_at_once(g: Golden, dispatch: str) -> None:
+    """Two requests of 4 items fill max_batch_items = 8 exactly: the batch leaves when the
+    second arrives, not at the first one's deadline."""
+    res = run(g.scenario([0, 0.01], service_ms=100, dispatch=dispatch, items=4,
+                         batching={"name": "dynamic", "max_batch": 8, "max_batch_items": 8,
+                                   "max_wait_ms": 50}))
+    assert event_log(res) == [
+        *ready("p", 0),
+        (0.0, "arrive", 0), (0.01, "arrive", 1),
+        (0.01, "start", 0, (0, 1)), (0.11, "finish", 0, (0, 1)),
     ]
 
 

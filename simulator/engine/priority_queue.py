@@ -194,6 +194,9 @@ class PriorityQueue(LazyAdmission):
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
+    def items_total(self, k: int) -> int:
+        return int(self.head_arrays(k)[1].sum())
+
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
         """Time out expired requests at the head of every level."""
         tab = self.table

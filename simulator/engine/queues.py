@@ -62,6 +62,10 @@ class UpcomingHead:
         k_max = min(k_max, self.n)
         return 1 if k_max <= 1 else fit_run(self.table, self.first, cap, k_max)
 
+    def items_total(self, k: int) -> int:
+        """Items of the first k of them."""
+        return self.table.items(self.first, self.first + min(k, self.n))
+
 
 class LazyAdmission:
     """Lazy admission shared by the central queues: arrivals enter when the engine looks.
@@ -275,6 +279,14 @@ class CentralQueue(LazyAdmission):
             return fit_run(self.table, a, cap, k_max)
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
+
+    def items_total(self, k: int) -> int:
+        """Items held by the first k waiting requests."""
+        k = min(k, self.len)
+        a, b = self.runs[0] if k else (0, 0)
+        if b - a >= k:
+            return self.table.items(a, a + k)
+        return int(self.head_arrays(k)[1].sum())
 
     # ------------------------------------------------------------------ removing
     def pop_one(self) -> int:

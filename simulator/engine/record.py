@@ -75,6 +75,7 @@ class RunRecord:
     arrivals_incl_warmup: int
     final_queue_length: float  # requests waiting at the end
     max_batch_seen: int
+    batch_limit: int  # the batcher's max_batch (requests)
     quality_loss_per_degraded: float  # AUC per degraded request
     records_mode: str
     queue: QueueRecord

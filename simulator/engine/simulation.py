@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ from simulator.engine.server import Server
 from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.rng import BufferedRandom, stream
-from simulator.scenario import Scenario, ScenarioError
+from simulator.scenario import PoolCfg, Scenario, ScenarioError
 from simulator.service import build_service
 from simulator.workload import Workload
 
@@ -127,18 +128,12 @@ class Simulation:
         self.wall_s = 0.0
 
     # ------------------------------------------------------------------ assembly
-    def _autoscaler(self, pc: object) -> object:
-        sc = self.sc
-        if pc.purchase == "reserved":  # type: ignore[attr-defined]
+    def _autoscaler(self, pc: PoolCfg) -> Any:
+        """The pool's scaling policy (None for a reserved pool: never reconciled)."""
+        if pc.purchase == "reserved":
             return None
-        cfg = dict(pc.autoscaler or sc.policy.autoscaling)  # type: ignore[attr-defined]
-        name = str(cfg.pop("name", "static"))
-        try:
-            return create("autoscaler", name, **cfg)
-        except (ValueError, TypeError) as exc:
-            where = (f"cluster.pools.{pc.name}.autoscaler"  # type: ignore[attr-defined]
-                     if pc.autoscaler else "policy.autoscaling")  # type: ignore[attr-defined]
-            raise ScenarioError(f"{sc.source}: field '{where}': {exc}") from None
+        spec = pc.autoscaler or self.sc.policy.autoscaling
+        return create("autoscaler", spec.name, spec.params)
 
     def _degradation(self) -> Degradation:
         deg = self.sc.policy.degradation
@@ -152,9 +147,6 @@ class Simulation:
     def _dispatcher(self) -> Dispatcher:
         pol = self.sc.policy
         b = pol.batching
-        bargs = dict(max_batch=b.max_batch, max_batch_items=b.max_batch_items,
-                     max_wait_ms=b.max_wait_ms, preferred_sizes=b.preferred_sizes,
-                     timer_slack_ms=b.timer_slack_ms, **b.params)
         timeout_s = self.admission.timeout_s
         if pol.dispatch == "central":
             queue = self.admission.central_queue(self.table)
@@ -165,17 +157,20 @@ class Simulation:
             weights = None
             if pol.pool_preference == "weighted":
                 weights = [p.cfg.weight for p in self.pools]
+            batcher = create("batcher", b.name, b.params)
+            self.batch_limit = int(batcher.max_batch)
             return CentralDispatcher(
                 self.env, self.table, self.server, self.pools, self.nodes, queue,
-                create("batcher", b.name, **bargs), timeout_s, self.duration_s,
+                batcher, timeout_s, self.duration_s,
                 self._preference_order(), weights, stream(self.seed, "pool_choice"))
         r = pol.routing
         n = self.nodes.n
+        batchers = [create("batcher", b.name, b.params) for _ in range(n)]
+        self.batch_limit = int(batchers[0].max_batch)
         return PushDispatcher(
             self.env, self.table, self.server, self.pools, self.nodes,
-            [self.admission.node_queue(self.table) for _ in range(n)],
-            [create("batcher", b.name, **bargs) for _ in range(n)],
-            create("router", r.name, d=r.d, **r.params),
+            [self.admission.node_queue(self.table) for _ in range(n)], batchers,
+            create("router", r.name, r.params),
             BufferedRandom(stream(self.seed, "routing")), timeout_s, self.duration_s,
             self.degradation)
 
@@ -260,7 +255,7 @@ class Simulation:
             slo_ms=[float(x) for x in rec.slo_ms],
             arrivals_incl_warmup=rec.total_arrivals_all,
             final_queue_length=float(self.series.queue_len[-1]),
-            max_batch_seen=self.server.max_batch_seen,
+            max_batch_seen=self.server.max_batch_seen, batch_limit=self.batch_limit,
             quality_loss_per_degraded=deg.quality_loss_per_degraded(),
             records_mode=self.records_mode, queue=queue, timeseries=self.series.to_frame(),
             pool_series=obs.pool_frame(), events=self.fleet.event_frame(), records=records)

@@ -3,9 +3,11 @@
 Every policy has ``sync_period_s`` (s, how often the engine asks) and
 ``desired(now_s, metrics) -> int``, whose answer is already clamped to
 ``[metrics.min_nodes, metrics.max_nodes]``. Policies keep their own history (stabilisation
-windows, panic windows, forecasts) inside themselves. Constructor arguments come straight
-from the scenario (``policy.autoscaling = {name = "hpa", target = 0.6}``); an unknown argument
-raises a :class:`ValueError` naming the policy and the argument (a ``name`` key is ignored).
+windows, panic windows, forecasts) inside themselves. Each declares its parameters as a
+pydantic model (``Params``: defaults, bounds and units in one place); the scenario's table
+(``policy.autoscaling = {name = "hpa", target = 0.6}``) is validated against it when the
+scenario loads, and an unknown or out-of-range parameter raises a :class:`ValueError` naming
+the policy, the parameter and the allowed ones.
 
 This module holds the shared helpers, ``static`` and the ``max`` combinator. The reactive
 policies (``hpa``, ``kpa``, ``target_tracking``) live in
@@ -15,39 +17,34 @@ policies (``hpa``, ``kpa``, ``target_tracking``) live in
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import deque
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from simulator.policies.autoscaling_api import Autoscaler, PoolMetrics
-from simulator.policies.registry import create, register
+from simulator.policies.registry import (
+    PolicyParams,
+    create,
+    parse_params,
+    register,
+    validate_params,
+)
 
 _EPS = 1e-9  # float slack for ceilings and window edges (s or dimensionless)
 
-
-def reject_unknown(policy: str, cls: type, extra: dict[str, Any]) -> None:
-    """Raise a clear error for constructor arguments ``cls`` does not take (``name`` is allowed)."""
-    unknown = sorted(k for k in extra if k != "name")
-    if unknown:
-        params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-        allowed = [
-            p for p, spec in params.items()
-            if p not in ("self", "name") and spec.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        raise ValueError(
-            f"autoscaler '{policy}': unknown argument(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(allowed)}"
-        )
+# parameter types of the autoscalers' models (finite; units in the field names)
+Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, strict=False)]
 
 
-def positive(policy: str, arg: str, value: float, *, allow_zero: bool = False) -> float:
-    """``value`` as float, checked to be finite and > 0 (or >= 0 with ``allow_zero``)."""
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"autoscaler '{policy}': {arg} must be finite and {bound}, got {value!r}")
-    return v
+def sync(default_s: float, source: str) -> Any:
+    """The ``sync_period_s`` field: how often the engine asks the policy, s."""
+    return Field(default_s, gt=0, allow_inf_nan=False,
+                 description=f"how often the engine asks the policy, s ({source})")
 
 
 def finite(x: float, default: float = 0.0) -> float:
@@ -105,6 +102,12 @@ class TimedSamples:
         return min(self.window(now_s, window_s), default=default)
 
 
+class StaticParams(PolicyParams):
+    nodes: Annotated[Count | None, Field(description="the count to hold (default: keep the "
+                                         "pool's current count, i.e. never change)")] = None
+    sync_period_s: Pos = sync(60.0, "the answer never changes")
+
+
 @register("autoscaler", "static")
 class StaticAutoscaler:
     """Fixed node count: the peak-provisioned (or any fixed) baseline.
@@ -113,15 +116,12 @@ class StaticAutoscaler:
     ``sync_period_s``: how often the engine asks (s, default 60; the answer never changes).
     """
 
-    def __init__(
-        self, *, nodes: int | None = None, sync_period_s: float = 60.0,
-        name: str | None = None, **extra: Any,
-    ) -> None:
-        reject_unknown("static", type(self), extra)
-        if nodes is not None and (int(nodes) != nodes or nodes < 0):
-            raise ValueError(f"autoscaler 'static': nodes must be an integer >= 0, got {nodes!r}")
-        self.nodes = None if nodes is None else int(nodes)
-        self.sync_period_s = positive("static", "sync_period_s", sync_period_s)
+    Params = StaticParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "static", StaticParams, params)
+        self.nodes = p.nodes
+        self.sync_period_s = p.sync_period_s
 
     def desired(self, now_s: float, metrics: PoolMetrics) -> int:
         return clamp(metrics.desired if self.nodes is None else self.nodes, metrics)
@@ -130,6 +130,24 @@ class StaticAutoscaler:
         """Capability: True when every answer would keep a pool of ``nodes`` at that count
         (the engine then need not ask, unless nodes can disappear)."""
         return self.nodes is None or self.nodes == nodes
+
+
+class MaxParams(PolicyParams):
+    policies: Annotated[list[dict[str, Any]], Field(
+        min_length=1, description="child policies, each a table {name = ..., <its "
+        "parameters>}; the answer is the largest of theirs")]
+
+    @field_validator("policies")
+    @classmethod
+    def _children(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for i, spec in enumerate(v):
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ValueError(f"policies[{i}] must be a table with a 'name' key, got {spec!r}")
+            params = {k: x for k, x in spec.items() if k != "name"}
+            out.append({"name": str(spec["name"]),
+                        **validate_params("autoscaler", str(spec["name"]), params)})
+        return out
 
 
 @register("autoscaler", "max")
@@ -142,22 +160,13 @@ class MaxAutoscaler:
     has elapsed since it was last asked, otherwise its last answer is reused.
     """
 
-    def __init__(
-        self, *, policies: list[dict[str, Any]] | None = None, name: str | None = None,
-        **extra: Any,
-    ) -> None:
-        reject_unknown("max", type(self), extra)
-        if not policies:
-            raise ValueError("autoscaler 'max': policies must list at least one policy")
-        self.children: list[Autoscaler] = []
-        for i, spec in enumerate(policies):
-            if not isinstance(spec, dict) or "name" not in spec:
-                raise ValueError(
-                    f"autoscaler 'max': policies[{i}] must be a table with a 'name' key, "
-                    f"got {spec!r}"
-                )
-            params = {k: v for k, v in spec.items() if k != "name"}
-            self.children.append(create("autoscaler", str(spec["name"]), **params))
+    Params = MaxParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "max", MaxParams, params)
+        self.children: list[Autoscaler] = [
+            create("autoscaler", spec["name"], {k: v for k, v in spec.items() if k != "name"})
+            for spec in p.policies]
         self.sync_period_s = min(float(c.sync_period_s) for c in self.children)
         self._last_call: list[float | None] = [None] * len(self.children)
         self._last_answer: list[int] = [0] * len(self.children)

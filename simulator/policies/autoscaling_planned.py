@@ -8,21 +8,51 @@ helpers are in :mod:`simulator.policies.autoscaling`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from simulator.policies.autoscaling import (
+    Count,
+    Fraction,
+    NonNeg,
+    Pos,
     ceil_count,
     clamp,
     finite,
-    positive,
-    reject_unknown,
+    sync,
 )
 from simulator.policies.autoscaling_api import PoolMetrics
-from simulator.policies.registry import register
+from simulator.policies.registry import PolicyParams, parse_params, register
 
-_ENTRY_KEYS = {"start_s", "end_s", "nodes", "label"}
+
+class CalendarEntry(PolicyParams):
+    """One promotion in the calendar: hold at least ``nodes`` over [start_s, end_s)."""
+
+    start_s: Annotated[float, Field(allow_inf_nan=False, description="start, s of simulated "
+                                    "time")]
+    end_s: Annotated[float, Field(allow_inf_nan=False, description="end, s")]
+    nodes: Annotated[Count, Field(description="nodes to hold")]
+    label: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> CalendarEntry:
+        if not self.end_s > self.start_s:
+            raise ValueError(f"need start_s < end_s, got {self.start_s}, {self.end_s}")
+        return self
+
+
+class ScheduledParams(PolicyParams):
+    """A promotion calendar (AWS scheduled actions / CronHPA), pre-warmed."""
+
+    calendar: Annotated[list[CalendarEntry], Field(
+        default_factory=list, description="entries {start_s, end_s, nodes, label?}")]
+    lead_time_s: Annotated[NonNeg, Field(description="start each entry this much earlier "
+                                         "(provisioning + model load + margin), s")] = 900.0
+    base: Annotated[Count | None, Field(description="nodes outside the calendar (default "
+                                        "min_nodes)")] = None
+    sync_period_s: Pos = sync(60.0, "cron / AWS scheduled actions granularity")
 
 
 @register("autoscaler", "scheduled")
@@ -37,36 +67,37 @@ class ScheduledAutoscaler:
     ``sync_period_s`` 60 s (the granularity of cron and of AWS scheduled actions).
     """
 
-    def __init__(
-        self, *, calendar: list[dict[str, Any]] | None = None, lead_time_s: float = 900.0,
-        base: int | None = None, sync_period_s: float = 60.0, name: str | None = None,
-        **extra: Any,
-    ) -> None:
-        reject_unknown("scheduled", type(self), extra)
-        self.lead_time_s = positive("scheduled", "lead_time_s", lead_time_s, allow_zero=True)
-        self.sync_period_s = positive("scheduled", "sync_period_s", sync_period_s)
-        if base is not None and (int(base) != base or base < 0):
-            raise ValueError(f"autoscaler 'scheduled': base must be an integer >= 0, got {base!r}")
-        self.base = None if base is None else int(base)
-        self.entries: list[tuple[float, float, int]] = []
-        for i, e in enumerate(calendar or []):
-            where = f"autoscaler 'scheduled': calendar[{i}]"
-            if not isinstance(e, dict) or not {"start_s", "end_s", "nodes"} <= e.keys():
-                raise ValueError(f"{where} must be a table with start_s, end_s, nodes; got {e!r}")
-            if set(e) - _ENTRY_KEYS:
-                raise ValueError(f"{where}: unknown key(s) {sorted(set(e) - _ENTRY_KEYS)}")
-            start, end, nodes = float(e["start_s"]), float(e["end_s"]), e["nodes"]
-            if not (math.isfinite(start) and end > start):
-                raise ValueError(f"{where}: need finite start_s < end_s, got {start}, {end}")
-            if int(nodes) != nodes or nodes < 0:
-                raise ValueError(f"{where}: nodes must be an integer >= 0, got {nodes!r}")
-            self.entries.append((start, end, int(nodes)))
+    Params = ScheduledParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "scheduled", ScheduledParams, params)
+        self.lead_time_s = p.lead_time_s
+        self.sync_period_s = p.sync_period_s
+        self.base = p.base
+        self.entries = [(e.start_s, e.end_s, e.nodes) for e in p.calendar]
 
     def desired(self, now_s: float, metrics: PoolMetrics) -> int:
         active = [n for s, e, n in self.entries if s - self.lead_time_s <= now_s < e]
         if active:
             return clamp(max(active), metrics)
         return clamp(metrics.min_nodes if self.base is None else self.base, metrics)
+
+
+class PredictiveParams(PolicyParams):
+    """AWS predictive scaling (forecast ahead, never scale in)."""
+
+    scheduling_buffer_s: Annotated[NonNeg, Field(description="AWS SchedulingBufferTime: how "
+                                                 "far ahead capacity is launched, s")] = 300.0
+    lead_s: Annotated[NonNeg, Field(description="expected provisioning + model load, added "
+                                    "to the buffer, s")] = 0.0
+    target_utilization: Annotated[Fraction, Field(description="size for this busy fraction, "
+                                                  "0..1")] = 0.6
+    alpha: Annotated[Fraction, Field(description="level smoothing (0..1]")] = 0.3
+    beta: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, description=(
+        "trend smoothing [0..1] (Holt; no prior curve)"))] = 0.1
+    sync_period_s: Pos = sync(60.0, "the forecast is re-evaluated this often")
+    service_s_per_request: Annotated[Pos | None, Field(description="node-seconds per request "
+                                                       "(default: measured)")] = None
 
 
 @register("autoscaler", "predictive")
@@ -96,25 +127,17 @@ class PredictiveAutoscaler:
     ``alpha``/``beta`` are PeakSim's choices (AWS does not publish its model).
     """
 
-    def __init__(
-        self, *, scheduling_buffer_s: float = 300.0, lead_s: float = 0.0,
-        target_utilization: float = 0.6, alpha: float = 0.3, beta: float = 0.1,
-        sync_period_s: float = 60.0, service_s_per_request: float | None = None,
-        name: str | None = None, **extra: Any,
-    ) -> None:
-        reject_unknown("predictive", type(self), extra)
-        p = "predictive"
-        self.buffer_s = positive(p, "scheduling_buffer_s", scheduling_buffer_s, allow_zero=True)
-        self.lead_s = positive(p, "lead_s", lead_s, allow_zero=True)
-        self.target_utilization = positive(p, "target_utilization", target_utilization)
-        self.alpha = positive(p, "alpha", alpha)
-        self.beta = positive(p, "beta", beta, allow_zero=True)
-        if self.alpha > 1 or self.beta > 1 or self.target_utilization > 1:
-            raise ValueError("autoscaler 'predictive': alpha, beta and target_utilization "
-                             "must be <= 1")
-        self.sync_period_s = positive(p, "sync_period_s", sync_period_s)
-        self.service_s = (None if service_s_per_request is None
-                          else positive(p, "service_s_per_request", service_s_per_request))
+    Params = PredictiveParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "predictive", PredictiveParams, params)
+        self.buffer_s = p.scheduling_buffer_s
+        self.lead_s = p.lead_s
+        self.target_utilization = p.target_utilization
+        self.alpha = p.alpha
+        self.beta = p.beta
+        self.sync_period_s = p.sync_period_s
+        self.service_s = p.service_s_per_request
         self.level_ratio = 1.0  # observed / prior (with a prior curve)
         self.level: float | None = None  # Holt level (QPS)
         self.trend = 0.0  # Holt trend (QPS per s)

@@ -10,20 +10,57 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
 
 from simulator.policies.autoscaling import (
+    Count,
+    NonNeg,
+    Pos,
     TimedSamples,
     ceil_count,
     clamp,
     finite,
-    positive,
-    reject_unknown,
+    sync,
 )
 from simulator.policies.autoscaling_api import PoolMetrics
-from simulator.policies.registry import register
+from simulator.policies.registry import PolicyParams, parse_params, register
 
 HPA_METRICS = ("utilization", "concurrency", "queue_length")
+
+
+class HPAParams(PolicyParams):
+    """Kubernetes HPA (autoscaling/v2) with its default behavior."""
+
+    metric: Annotated[Literal["utilization", "concurrency", "queue_length"], Field(
+        description="per-node metric: busy fraction, or requests (in service + waiting, or "
+        "waiting) per node")] = "utilization"
+    target: Annotated[Pos | None, Field(description="target per node (utilization: 0..1, "
+                                        "default 0.6; requests per node: required)")] = None
+    tolerance: Annotated[NonNeg, Field(description="no change within this relative distance "
+                                       "of the target (Kubernetes 0.1)")] = 0.1
+    sync_period_s: Pos = sync(15.0, "--horizontal-pod-autoscaler-sync-period")
+    scale_down_stabilization_s: Annotated[NonNeg, Field(
+        description="scale-down takes the highest recommendation of this window, s")] = 300.0
+    scale_up_stabilization_s: Annotated[NonNeg, Field(
+        description="scale-up takes the lowest recommendation of this window, s")] = 0.0
+    scale_up_percent: Annotated[NonNeg, Field(
+        description="scale-up limit per period, % of the count at the period's start")] = 100.0
+    scale_up_pods: Annotated[Count, Field(description="scale-up limit per period, nodes "
+                                          "(the larger limit applies)")] = 4
+    scale_up_period_s: Annotated[Pos, Field(description="scale-up policy period, s")] = 15.0
+    scale_down_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, description=(
+        "scale-down limit per period, % of the count at the period's start"))] = 100.0
+    scale_down_period_s: Annotated[Pos, Field(description="scale-down policy period, s")] = 15.0
+
+    @model_validator(mode="after")
+    def _target(self) -> HPAParams:
+        if self.target is None:
+            if self.metric != "utilization":
+                raise ValueError(f"metric '{self.metric}' needs a target (requests per node)")
+            self.target = 0.6
+        return self
 
 
 @register("autoscaler", "hpa")
@@ -57,40 +94,22 @@ class HPAAutoscaler:
     autoscale`` uses 80 %). ``concurrency`` and ``queue_length`` need an explicit ``target``.
     """
 
-    def __init__(
-        self, *, metric: str = "utilization", target: float | None = None,
-        tolerance: float = 0.1, sync_period_s: float = 15.0,
-        scale_down_stabilization_s: float = 300.0, scale_up_stabilization_s: float = 0.0,
-        scale_up_percent: float = 100.0, scale_up_pods: int = 4, scale_up_period_s: float = 15.0,
-        scale_down_percent: float = 100.0, scale_down_period_s: float = 15.0,
-        name: str | None = None, **extra: Any,
-    ) -> None:
-        reject_unknown("hpa", type(self), extra)
-        if metric not in HPA_METRICS:
-            raise ValueError(
-                f"autoscaler 'hpa': metric must be one of {', '.join(HPA_METRICS)}, got {metric!r}"
-            )
-        if target is None:
-            if metric != "utilization":
-                raise ValueError(f"autoscaler 'hpa': metric '{metric}' needs a target "
-                                 "(requests per node)")
-            target = 0.6
-        self.metric = metric
-        self.target = positive("hpa", "target", target)
-        self.tolerance = positive("hpa", "tolerance", tolerance, allow_zero=True)
-        self.sync_period_s = positive("hpa", "sync_period_s", sync_period_s)
-        self.down_window_s = positive("hpa", "scale_down_stabilization_s",
-                                      scale_down_stabilization_s, allow_zero=True)
-        self.up_window_s = positive("hpa", "scale_up_stabilization_s", scale_up_stabilization_s,
-                                    allow_zero=True)
-        self.up_percent = positive("hpa", "scale_up_percent", scale_up_percent, allow_zero=True)
-        self.up_pods = int(positive("hpa", "scale_up_pods", scale_up_pods, allow_zero=True))
-        self.up_period_s = positive("hpa", "scale_up_period_s", scale_up_period_s)
-        self.down_percent = positive("hpa", "scale_down_percent", scale_down_percent,
-                                     allow_zero=True)
-        if self.down_percent > 100:
-            raise ValueError("autoscaler 'hpa': scale_down_percent must be <= 100")
-        self.down_period_s = positive("hpa", "scale_down_period_s", scale_down_period_s)
+    Params = HPAParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "hpa", HPAParams, params)
+        self.metric = p.metric
+        assert p.target is not None
+        self.target = p.target
+        self.tolerance = p.tolerance
+        self.sync_period_s = p.sync_period_s
+        self.down_window_s = p.scale_down_stabilization_s
+        self.up_window_s = p.scale_up_stabilization_s
+        self.up_percent = p.scale_up_percent
+        self.up_pods = p.scale_up_pods
+        self.up_period_s = p.scale_up_period_s
+        self.down_percent = p.scale_down_percent
+        self.down_period_s = p.scale_down_period_s
         self._recs = TimedSamples(max(self.down_window_s, self.up_window_s))
         self._seeded = False
         self._ups: deque[tuple[float, int]] = deque()  # (time s, nodes added)
@@ -159,6 +178,28 @@ class HPAAutoscaler:
         return final
 
 
+class KPAParams(PolicyParams):
+    """Knative Pod Autoscaler (concurrency)."""
+
+    target: Annotated[Pos | None, Field(description="target concurrent requests per node "
+                                        "(default target_utilization x "
+                                        "container_concurrency)")] = None
+    container_concurrency: Annotated[Pos, Field(description="concurrent requests a node "
+                                                "takes (Knative containerConcurrency)")] = 10.0
+    target_utilization: Annotated[Pos, Field(description="container-concurrency-target-"
+                                              "percentage as a fraction")] = 0.7
+    stable_window_s: Annotated[Pos, Field(description="stable window, s")] = 60.0
+    panic_window_percentage: Annotated[Pos, Field(description="panic window, % of the "
+                                                  "stable window")] = 10.0
+    panic_threshold: Annotated[Pos, Field(description="panic when desired / ready reaches "
+                                          "this (2.0 = 200 %)")] = 2.0
+    max_scale_up_rate: Annotated[float, Field(ge=1, allow_inf_nan=False, description=(
+        "most growth per tick, x ready"))] = 1000.0
+    max_scale_down_rate: Annotated[float, Field(ge=1, allow_inf_nan=False, description=(
+        "most shrinkage per tick, ready / this"))] = 2.0
+    sync_period_s: Pos = sync(2.0, "Knative tick-interval")
+
+
 @register("autoscaler", "kpa")
 class KPAAutoscaler:
     """Knative Pod Autoscaler (concurrency metric), after ``pkg/autoscaler/scaling``.
@@ -180,27 +221,18 @@ class KPAAutoscaler:
     not modelled (``min_nodes`` bounds the pool).
     """
 
-    def __init__(
-        self, *, target: float | None = None, container_concurrency: float = 10.0,
-        target_utilization: float = 0.7, stable_window_s: float = 60.0,
-        panic_window_percentage: float = 10.0, panic_threshold: float = 2.0,
-        max_scale_up_rate: float = 1000.0, max_scale_down_rate: float = 2.0,
-        sync_period_s: float = 2.0, name: str | None = None, **extra: Any,
-    ) -> None:
-        reject_unknown("kpa", type(self), extra)
-        cc = positive("kpa", "container_concurrency", container_concurrency)
-        util = positive("kpa", "target_utilization", target_utilization)
-        self.target = positive("kpa", "target", cc * util if target is None else target)
-        self.stable_window_s = positive("kpa", "stable_window_s", stable_window_s)
-        pct = positive("kpa", "panic_window_percentage", panic_window_percentage)
-        self.panic_window_s = self.stable_window_s * pct / 100.0
-        self.panic_threshold = positive("kpa", "panic_threshold", panic_threshold)
-        self.max_up_rate = positive("kpa", "max_scale_up_rate", max_scale_up_rate)
-        self.max_down_rate = positive("kpa", "max_scale_down_rate", max_scale_down_rate)
-        if self.max_up_rate < 1 or self.max_down_rate < 1:
-            raise ValueError("autoscaler 'kpa': max_scale_up_rate and max_scale_down_rate "
-                             "must be >= 1")
-        self.sync_period_s = positive("kpa", "sync_period_s", sync_period_s)
+    Params = KPAParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "kpa", KPAParams, params)
+        self.target = (p.container_concurrency * p.target_utilization if p.target is None
+                       else p.target)
+        self.stable_window_s = p.stable_window_s
+        self.panic_window_s = self.stable_window_s * p.panic_window_percentage / 100.0
+        self.panic_threshold = p.panic_threshold
+        self.max_up_rate = p.max_scale_up_rate
+        self.max_down_rate = p.max_scale_down_rate
+        self.sync_period_s = p.sync_period_s
         self._samples = TimedSamples(max(self.stable_window_s, self.panic_window_s))
         self.panic_since: float | None = None  # last time the panic condition held (s)
         self._max_panic = 0
@@ -235,6 +267,20 @@ class KPAAutoscaler:
         return clamp(want, metrics)
 
 
+class TargetTrackingParams(PolicyParams):
+    """Ray Serve AutoscalingConfig."""
+
+    target_ongoing_requests: Annotated[Pos, Field(description="target requests (running + "
+                                                  "queued) per node")] = 2.0
+    upscale_delay_s: Annotated[NonNeg, Field(description="an increase must be recommended "
+                                             "this long, s")] = 30.0
+    downscale_delay_s: Annotated[NonNeg, Field(description="a decrease must be recommended "
+                                               "this long, s")] = 600.0
+    look_back_period_s: Annotated[Pos, Field(description="averaging window of the ongoing "
+                                             "requests, s")] = 30.0
+    sync_period_s: Pos = sync(10.0, "Ray metrics_interval_s")
+
+
 @register("autoscaler", "target_tracking")
 class TargetTrackingAutoscaler:
     """Ray Serve's default autoscaling policy (target ongoing requests per replica).
@@ -249,19 +295,15 @@ class TargetTrackingAutoscaler:
     asks for 1 at once (Ray's cold-start path). Defaults: Ray Serve AutoscalingConfig.
     """
 
-    def __init__(
-        self, *, target_ongoing_requests: float = 2.0, upscale_delay_s: float = 30.0,
-        downscale_delay_s: float = 600.0, look_back_period_s: float = 30.0,
-        sync_period_s: float = 10.0, name: str | None = None, **extra: Any,
-    ) -> None:
-        reject_unknown("target_tracking", type(self), extra)
-        p = "target_tracking"
-        self.target = positive(p, "target_ongoing_requests", target_ongoing_requests)
-        self.upscale_delay_s = positive(p, "upscale_delay_s", upscale_delay_s, allow_zero=True)
-        self.downscale_delay_s = positive(p, "downscale_delay_s", downscale_delay_s,
-                                          allow_zero=True)
-        self.look_back_s = positive(p, "look_back_period_s", look_back_period_s)
-        self.sync_period_s = positive(p, "sync_period_s", sync_period_s)
+    Params = TargetTrackingParams
+
+    def __init__(self, **params: Any) -> None:
+        p = parse_params("autoscaler", "target_tracking", TargetTrackingParams, params)
+        self.target = p.target_ongoing_requests
+        self.upscale_delay_s = p.upscale_delay_s
+        self.downscale_delay_s = p.downscale_delay_s
+        self.look_back_s = p.look_back_period_s
+        self.sync_period_s = p.sync_period_s
         self._samples = TimedSamples(self.look_back_s)
         self._up_since: float | None = None
         self._down_since: float | None = None

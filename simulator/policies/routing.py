@@ -8,11 +8,12 @@ numpy pass for the full-scan policies.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
+from pydantic import Field
 
-from simulator.policies.registry import register
+from simulator.policies.registry import PolicyParams, parse_params, register
 from simulator.policies.views import NodesView
 from simulator.rng import BufferedRandom
 
@@ -46,8 +47,7 @@ def _argmin_random_tie(load: np.ndarray, rng: BufferedRandom) -> int:
 class RandomRouter:
     """Uniformly random ready node (c independent M/M/1 queues under Poisson load)."""
 
-    def __init__(self, **_: Any) -> None:
-        pass
+    Params = PolicyParams  # no parameters
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
         return _random_ready(nodes, rng)
@@ -57,7 +57,9 @@ class RandomRouter:
 class RoundRobinRouter:
     """Next ready node in index order."""
 
-    def __init__(self, **_: Any) -> None:
+    Params = PolicyParams  # no parameters
+
+    def __init__(self) -> None:
         self._next = 0
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
@@ -75,22 +77,26 @@ class RoundRobinRouter:
 class JoinShortestQueueRouter:
     """Ready node with the fewest requests (queued + in service); ties broken at random."""
 
-    def __init__(self, **_: Any) -> None:
-        pass
+    Params = PolicyParams  # no parameters
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
         load = np.where(nodes.ready, nodes.queue_len + nodes.busy, np.iinfo(np.int64).max)
         return _argmin_random_tie(load, rng)
 
 
+class PowerOfDParams(PolicyParams):
+    d: Annotated[int, Field(ge=1, description="ready nodes sampled per decision (Envoy "
+                                             "LEAST_REQUEST choice_count default 2)")] = 2
+
+
 @register("router", "power_of_two")
 class PowerOfDChoicesRouter:
     """Sample ``d`` ready nodes, take the least loaded (Envoy LEAST_REQUEST, Mitzenmacher)."""
 
-    def __init__(self, d: int = 2, **_: Any) -> None:
-        if d < 1:
-            raise ValueError("power_of_two: d must be >= 1")
-        self.d = d
+    Params = PowerOfDParams
+
+    def __init__(self, **params: object) -> None:
+        self.d = parse_params("router", "power_of_two", PowerOfDParams, params).d
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
         best = -1
@@ -108,8 +114,7 @@ class PowerOfDChoicesRouter:
 class LeastOutstandingWorkRouter:
     """Ready node expected to finish its queued and in-service work first."""
 
-    def __init__(self, **_: Any) -> None:
-        pass
+    Params = PolicyParams  # no parameters
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
         free_at = np.maximum(nodes.busy_until_s, now_s) + nodes.queued_work_s

@@ -157,7 +157,7 @@ def _router_scenario(name: str, kind: str, nodes: int, rho: float, mean_ms: floa
     base = nodes if kind == "static" else max(1, nodes - 1)
     raw = _base_scenario(nodes, rho * base / (mean_ms / 1000.0), mean_ms, duration, seed)
     raw["policy"]["dispatch"] = "per_node"
-    raw["policy"]["routing"] = {"name": name, "params": dict(params)}
+    raw["policy"]["routing"] = {"name": name, **params}
     pool = raw["cluster"]["pools"][0]
     if kind != "static":
         other = nodes + 1 if kind == "up" else nodes - 1
@@ -345,14 +345,8 @@ def drive_batcher(batcher: Any, stream_: sp.RequestStream, service_s: float) -> 
     return calls
 
 
-def _batching_cfg(name: str, b: Any, params: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_batch", "max_batch_items", "max_wait_ms", "preferred_sizes", "timer_slack_ms")
-    cfg: dict[str, Any] = {"name": name, "max_batch": int(b.max_batch)}
-    cfg.update({k: v for k, v in params.items() if k in keys})
-    extra = {k: v for k, v in params.items() if k not in keys}
-    if extra:
-        cfg["params"] = extra
-    return cfg
+def _batching_cfg(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, **params}
 
 
 def check_batcher(policy: PolicySpec, *, params: dict[str, Any] | None = None,
@@ -373,8 +367,7 @@ def check_batcher(policy: PolicySpec, *, params: dict[str, Any] | None = None,
 
     Whole small simulations (``simulate``), central and per-node dispatch at utilisation
     <= 0.6: every invariant of :func:`check_invariants` with the batcher's ``max_batch``, and
-    no starvation. The scenario passes ``params`` to the batcher (``max_batch``,
-    ``max_wait_ms``... as scenario fields, anything else under ``policy.batching.params``).
+    no starvation. The scenario passes ``params`` to the batcher (its own parameters only).
     """
     kw = dict(params or {})
     make = _factory("batcher", policy, kw)
@@ -410,7 +403,7 @@ def check_batcher(policy: PolicySpec, *, params: dict[str, Any] | None = None,
             raw = _base_scenario(nodes, rho * nodes / (mean_ms / 1000.0), mean_ms, 30.0, seed)
             raw["policy"]["dispatch"] = dispatch
             raw["policy"]["routing"] = {"name": "join_shortest_queue"}
-            raw["policy"]["batching"] = _batching_cfg(name, proto, kw)
+            raw["policy"]["batching"] = _batching_cfg(name, kw)
             res = _run_checked(raw, seed, max_batch=mb)
             check_no_starvation(res, drain_s=10.0)
 

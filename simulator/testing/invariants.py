@@ -38,7 +38,7 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
         raise InvariantError("check_invariants needs records='all'")
     check_conservation(s, rec)
     check_causality(rec)
-    check_capacity(rec, max_batch or int(result.scenario.policy.batching.max_batch))
+    check_capacity(rec, max_batch or int(s["batches"]["limit"]))
     check_queue_limits(result)
     check_clock(result)
     check_readiness(result)

@@ -24,7 +24,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from simulator.policies.autoscaling_api import PoolMetrics
-from simulator.policies.registry import allowed_names
+from simulator.policies.registry import allowed_names, params_model
 from simulator.policies.views import NodesView, QueueView
 
 
@@ -58,9 +58,16 @@ def request_classes(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
+def _defaults_only(kind: str) -> list[str]:
+    """Registered policies of ``kind`` that run on their default parameters."""
+    return [n for n in allowed_names(kind)
+            if not any(f.is_required() for f in params_model(kind, n).model_fields.values())]
+
+
 @st.composite
 def scenarios(draw: st.DrawFn, max_duration_s: float = 60.0) -> dict[str, Any]:
-    """A small valid scenario (raw dict): 1-6 nodes, any dispatch, router and batcher."""
+    """A small valid scenario (raw dict): 1-6 nodes, any dispatch; any router and batcher that
+    runs on its default parameters, and the dynamic batcher with drawn parameters."""
     nodes = draw(st.integers(1, 6))
     svc = draw(service_times())
     mean_s = svc["mean_ms"] / 1000
@@ -68,9 +75,9 @@ def scenarios(draw: st.DrawFn, max_duration_s: float = 60.0) -> dict[str, Any]:
     rate = max(rho * nodes / mean_s, 0.5)
     rate = min(rate, 400.0)
     dispatch = draw(st.sampled_from(["central", "per_node"]))
-    batcher = draw(st.sampled_from(allowed_names("batcher")))
+    batcher = draw(st.sampled_from(sorted({*_defaults_only("batcher"), "dynamic"})))
     batching: dict[str, Any] = {"name": batcher}
-    if batcher != "none":
+    if batcher == "dynamic":
         mb = draw(st.integers(1, 16))
         batching.update(max_batch=mb, max_wait_ms=draw(st.sampled_from([0.0, 2.0, 20.0])))
         if draw(st.booleans()):
@@ -93,7 +100,7 @@ def scenarios(draw: st.DrawFn, max_duration_s: float = 60.0) -> dict[str, Any]:
         "cluster": {"pools": [{"name": "p0", "nodes": nodes}]},
         "policy": {
             "dispatch": dispatch,
-            "routing": {"name": draw(st.sampled_from(allowed_names("router")))},
+            "routing": {"name": draw(st.sampled_from(_defaults_only("router")))},
             "batching": batching,
             "admission": {"max_queue_length": draw(st.integers(1, 200))},
         },
