@@ -5,16 +5,20 @@ queue is not full (the engine drops a request sent to a full queue); if every re
 full it still returns a ready node (the engine then drops the request). Ties are broken with
 the router's seeded random stream, so runs are reproducible.
 
-Use it in a scenario after importing this module::
+Use it from a scenario (``examples/least_loaded.toml``), which names this file as a plugin so
+that every command and every worker process imports it::
 
     [policy]
+    plugins = ["least_loaded_router.py"]     # relative to the scenario's folder
     dispatch = "per_node"
     routing = { name = "least_loaded_ready" }
+
+or with any scenario: ``peaksim run SCENARIO --plugin examples/least_loaded_router.py``. It has
+no parameters (a policy with parameters declares them as a pydantic ``Params`` model, see
+``simulator/policies/routing.py``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
@@ -26,9 +30,6 @@ from simulator.rng import BufferedRandom
 @register("router", "least_loaded_ready")
 class LeastLoadedReadyRouter:
     """Ready node with the fewest requests, preferring nodes whose queue has room."""
-
-    def __init__(self, **_: Any) -> None:  # the engine passes routing options (e.g. d)
-        pass
 
     def choose(self, nodes: NodesView, rng: BufferedRandom, now_s: float) -> int:
         load = nodes.queue_len + nodes.busy

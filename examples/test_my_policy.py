@@ -59,3 +59,19 @@ def test_beats_random_routing_on_p99() -> None:
     mine = run(sc).summary["latency_ms"]["p99"]
     sc["policy"]["routing"] = {"name": "random"}
     assert mine < run(sc).summary["latency_ms"]["p99"]
+
+
+def test_the_example_scenario_runs_with_its_plugin(tmp_path) -> None:
+    """examples/least_loaded.toml names the router's file in policy.plugins: the CLI runs it
+    from any directory."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    here = Path(__file__).parent
+    r = CliRunner().invoke(main, ["run", str(here / "least_loaded.toml"), "--quiet",
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "summary.json").is_file()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from simulator.policies.registry import PluginError
 from simulator.profiles import ProfileError
 from simulator.scenario import ScenarioError
 
@@ -22,7 +23,7 @@ class _CleanErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ScenarioError, ProfileError) as exc:
+        except (ScenarioError, ProfileError, PluginError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
@@ -37,6 +38,28 @@ _set_option = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE",
     help="Override a scenario field (dotted; list items by name, e.g. cluster.pools.gpu.nodes=9)."
 )
+plugin_option = click.option(
+    "--plugin", "plugins", multiple=True, metavar="MODULE",
+    help="Import a module that registers policies (dotted name or .py file; repeatable). It "
+         "joins the scenario's policy.plugins, so every worker imports it too.")
+
+
+def load_with_plugins(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]) -> Any:
+    """The scenario with ``--set`` overrides and ``--plugin`` modules in policy.plugins."""
+    from simulator.experiment import add_plugins
+    from simulator.scenario import load_scenario, scenario_from_dict
+
+    if not plugins:
+        return load_scenario(scenario, list(sets))
+    import tomllib
+
+    from simulator.scenario import parse_overrides
+
+    raw = tomllib.loads(scenario.read_text()) if scenario.is_file() else None
+    if raw is None:
+        return load_scenario(scenario, list(sets))  # (names the missing file)
+    add_plugins(raw, plugins)
+    return scenario_from_dict(raw, str(scenario), parse_overrides(list(sets)), scenario.parent)
 
 
 @main.command("run")
@@ -48,15 +71,15 @@ _set_option = click.option(
 @click.option("--records", default=None, metavar="all|none|auto|sample:P",
               help="Per-request records (default: simulation.records).")
 @click.option("--quiet", is_flag=True, help="Print only the output directory.")
+@plugin_option
 def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str, ...],
-            records: str | None, quiet: bool) -> None:
+            records: str | None, quiet: bool, plugins: tuple[str, ...]) -> None:
     """Run one simulation of SCENARIO (a TOML file) and write its results."""
     from simulator.api import run
     from simulator.output import default_out_dir, write_json, write_parquet
-    from simulator.scenario import load_scenario
     from simulator.summary import format_summary
 
-    sc = load_scenario(scenario, list(sets))
+    sc = load_with_plugins(scenario, sets, plugins)
     if records is not None:
         from simulator.scenario import apply_override, scenario_from_dict
 
@@ -80,13 +103,12 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
 @main.command("validate")
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @_set_option
-def validate_cmd(scenario: Path, sets: tuple[str, ...]) -> None:
+@plugin_option
+def validate_cmd(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]) -> None:
     """Check SCENARIO without running it; print the fully resolved scenario."""
     import json
 
-    from simulator.scenario import load_scenario
-
-    sc = load_scenario(scenario, list(sets))
+    sc = load_with_plugins(scenario, sets, plugins)
     console.print_json(json.dumps(sc.model_dump(mode="json")))
     console.print(f"[green]ok[/]: {scenario}")
 

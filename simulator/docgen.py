@@ -76,14 +76,16 @@ def render() -> str:
         "",
         "A policy table names the policy and gives its own parameters, flat:",
         "`routing = { name = \"power_of_two\", d = 3 }`. Each policy receives only its own",
-        "parameters; an unknown one is refused with the allowed list. Policies registered by",
-        "plugins (`policy.plugins`, `--plugin`, the `peaksim.policies` entry point group) appear",
-        "here when they are loaded.",
+        "parameters; an unknown one is refused with the allowed list. The built-in policies",
+        "follow; policies from plugins (`policy.plugins`, `--plugin`, the `peaksim.policies`",
+        "entry point group) declare theirs the same way (a pydantic `Params` model).",
         "",
     ]
     for kind in KINDS:
         for name in allowed_names(kind):
             cls = policy_class(kind, name)
+            if not getattr(cls, "__module__", "").startswith("simulator."):
+                continue  # a plugin's policy
             doc = (cls.__doc__ or "").strip().splitlines()
             lines += [f"## {kind} `{name}` ({_TABLE_OF_KIND[kind]})", ""]
             if doc:

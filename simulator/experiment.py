@@ -27,6 +27,7 @@ import pandas as pd
 from analysis import stats
 from simulator.executors import Executor, Override, Runner, RunTask
 from simulator.output import write_json, write_parquet
+from simulator.policies.registry import load_plugins, policy_modules
 from simulator.scenario import (
     Scenario,
     ScenarioError,
@@ -64,12 +65,25 @@ def replication_seed(experiment_seed: int, r: int) -> int:
 # ----------------------------------------------------------------------------- base scenario
 @dataclass
 class Base:
-    """A scenario as a raw dict plus where it came from (tasks rebuild it in the worker)."""
+    """A scenario as a raw dict plus where it came from (tasks rebuild it in the worker).
+
+    ``local_policies``: policies it names that are defined in ``__main__`` (a script or
+    ``python -c``): a worker process cannot import them, so they run in this process only.
+    """
 
     raw: dict[str, Any]
     source: str = "<dict>"
     base_dir: str = "."
     tables: dict[str, Any] = field(default_factory=dict)  # experiment tables of the file
+    local_policies: list[str] = field(default_factory=list)
+
+    def require_portable(self, executor: Executor) -> None:
+        """Refuse to send tasks to other processes when they name a ``__main__`` policy."""
+        if self.local_policies and getattr(executor, "name", "") != "serial":
+            raise ScenarioError(
+                f"{self.source}: field 'policy': {', '.join(self.local_policies)} defined in "
+                f"__main__, which {executor.name} workers cannot import: move it to a module "
+                "and name it in policy.plugins (or --plugin MODULE), or run with --workers 1")
 
     @property
     def seed(self) -> int:
@@ -81,9 +95,15 @@ class Base:
         return scenario_from_dict(self.raw, self.source, list(overrides), Path(self.base_dir))
 
 
-def load_base(scenario: Scenario | Mapping[str, Any] | str | Path) -> Base:
+def load_base(scenario: Scenario | Mapping[str, Any] | str | Path,
+              plugins: Sequence[str] = ()) -> Base:
     """Read a scenario (TOML path, raw dict or Scenario). Experiment tables (``[compare]``,
-    ``[sweep]``, ``[plan]``) are taken out of a file before the scenario is validated."""
+    ``[sweep]``, ``[plan]``) are taken out of a file before the scenario is validated.
+
+    ``plugins`` (module names or ``.py`` paths, relative to the working directory) join the
+    scenario's ``policy.plugins``, so every worker imports them; so do the modules of policies
+    the scenario names that were registered at run time from an importable module.
+    """
     if isinstance(scenario, Scenario):
         return Base(scenario.model_dump(mode="json"), scenario.source, str(scenario._base_dir))
     if isinstance(scenario, Mapping):
@@ -99,8 +119,44 @@ def load_base(scenario: Scenario | Mapping[str, Any] | str | Path) -> Base:
         source, base_dir = str(p), str(p.parent)
     tables = {k: raw.pop(k) for k in ("compare", "sweep", "plan") if k in raw}
     base = Base(raw, source, base_dir, tables)
-    base.validate()
+    if plugins:
+        add_plugins(base.raw, plugins)
+    sc = base.validate()
+    for kind, name, mod in policy_modules(used_policies(sc)):
+        if mod == "__main__":
+            base.local_policies.append(f"{kind} '{name}'")
+        else:
+            add_plugins(base.raw, [mod])
     return base
+
+
+def add_plugins(raw: dict[str, Any], specs: Sequence[str]) -> None:
+    """Add plugin modules to a raw scenario's ``policy.plugins`` (files made absolute)."""
+    load_plugins(list(specs), Path.cwd())
+    pol = raw.setdefault("policy", {})
+    have = list(pol.get("plugins") or [])
+    for spec in specs:
+        if spec.endswith(".py") or "/" in spec:
+            spec = str(Path(spec).resolve())
+        if spec not in have:
+            have.append(spec)
+    pol["plugins"] = have
+
+
+def used_policies(sc: Scenario) -> list[tuple[str, str]]:
+    """(kind, name) of every policy a scenario names (``max`` children included)."""
+    pol = sc.policy
+    out = [("router", pol.routing.name), ("batcher", pol.batching.name)]
+    specs = [pol.autoscaling, *(p.autoscaler for p in sc.cluster.pools if p.autoscaler)]
+    while specs:
+        spec = specs.pop()
+        if isinstance(spec, dict):
+            name, children = str(spec["name"]), spec.get("policies") or []
+        else:
+            name, children = spec.name, spec.params.get("policies") or []
+        out.append(("autoscaler", name))
+        specs.extend(children)
+    return list(dict.fromkeys(out))
 
 
 def as_overrides(spec: Sequence[str] | Mapping[str, Any] | Sequence[Override]) -> list[Override]:
@@ -250,7 +306,7 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
                                                 "node_hours"),
             min_requests_per_node: float = 200.0, executor: Executor | None = None,
             workers: int | None = None, dask: str | None = None, progress: bool = False,
-            out_dir: Path | None = None) -> CompareResult:
+            out_dir: Path | None = None, plugins: Sequence[str] = ()) -> CompareResult:
     """Run every variant R times with common random numbers and compare them to ``baseline``.
 
     ``variants``: ``["NAME:key=value,key=value", ...]``, ``{NAME: {key: value}}`` or None for
@@ -258,9 +314,10 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     from ``min_replications`` until every ``precision_metrics`` CI half-width is within that
     fraction of its mean (at most ``max_replications``); otherwise ``replications`` runs
     (default: the file's ``compare.replications``, else 10). ``warmup``: see
-    :func:`resolve_warmup`. Results are also written to ``out_dir`` when given.
+    :func:`resolve_warmup`. Results are also written to ``out_dir`` when given. ``plugins``:
+    modules that register policies (see :func:`load_base`).
     """
-    base = load_base(scenario)
+    base = load_base(scenario, plugins)
     ctab = base.tables.get("compare", {})
     vs = parse_variants(variants, base)
     baseline = baseline or ctab.get("baseline") or next(iter(vs))
@@ -274,6 +331,7 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     rows: list[dict[str, Any]] = []
     warns: list[str] = []
     with Runner(executor, workers, dask, progress) as runner:
+        base.require_portable(runner.executor)
         wov, winfo = resolve_warmup(runner, base, [common + v for v in vs.values()], warmup, seed)
 
         def batch(r0: int, r1: int) -> None:
@@ -337,7 +395,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
           out_dir: Path | None = None, seed: int | None = None, overrides: Sequence[str] = (),
           extra_metrics: Sequence[str] = (), executor: Executor | None = None,
           workers: int | None = None, dask: str | None = None,
-          progress: bool = False) -> pd.DataFrame:
+          progress: bool = False, plugins: Sequence[str] = ()) -> pd.DataFrame:
     """Cartesian ``grid`` x ``replications``: one row per run (parameters, ``point``,
     ``replication``, ``seed``, every summary field).
 
@@ -345,8 +403,9 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     finishes (hash of scenario, overrides, parameters, replication and seed); files already
     there are read instead of re-run, so an interrupted sweep resumes. ``sweep.parquet`` holds
     all rows at the end. Replication r of every point shares one seed (common random numbers).
+    ``plugins``: modules that register policies (see :func:`load_base`).
     """
-    base = load_base(scenario)
+    base = load_base(scenario, plugins)
     seed = base.seed if seed is None else seed
     common = as_overrides(overrides)
     points = grid_points(grid) if grid else [{}]
@@ -376,6 +435,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
             write_parquet(f, pd.DataFrame([res]))
 
     with Runner(executor, workers, dask, progress) as runner:
+        base.require_portable(runner.executor)
         runner.run(tasks, f"sweep ({len(rows) - len(tasks)} done before)", on_result=save)
     df = pd.DataFrame([r for r in rows if r is not None])
     if out_dir is not None:

@@ -32,6 +32,9 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dask", default=None, metavar="local|tcp://HOST:PORT",
                      help="Run on Dask: 'local' starts a LocalCluster, else a scheduler address."),
         click.option("--out", type=_dir, default=None, help="Write results into this directory."),
+        click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+                     help="Import a module that registers policies (dotted name or .py file; "
+                          "repeatable); every worker imports it too."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -83,7 +86,8 @@ def _print_warnings(ws: list[str]) -> None:
 def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                 replications: int | None, rel_precision: float | None, max_replications: int,
                 warmup: str | None, seed: int | None, sets: tuple[str, ...],
-                workers: int | None, dask: str | None, out: Path | None) -> None:
+                workers: int | None, dask: str | None, out: Path | None,
+                plugins: tuple[str, ...]) -> None:
     """Compare policy variants of SCENARIO with common random numbers and 95% CIs."""
     from simulator.experiment import compare
 
@@ -95,7 +99,7 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                       replications=replications, rel_precision=rel_precision, seed=seed,
                       overrides=sets, warmup=_warmup_value(warmup),
                       max_replications=max_replications, workers=workers, dask=dask,
-                      progress=True, out_dir=out)
+                      progress=True, out_dir=out, plugins=plugins)
     m = res.meta
     t = Table(title=f"{m['scenario']}: {m['replications']} replications, seed {m['seed']}, "
                     f"95% CI ({m['ci_method']})")
@@ -139,14 +143,16 @@ def _grid(items: tuple[str, ...]) -> dict[str, str]:
 @_common
 def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
               metrics: tuple[str, ...], seed: int | None, sets: tuple[str, ...],
-              workers: int | None, dask: str | None, out: Path | None) -> None:
+              workers: int | None, dask: str | None, out: Path | None,
+              plugins: tuple[str, ...]) -> None:
     """Run a grid of SCENARIO variants x replications into a Parquet dataset (resumable)."""
     from simulator.experiment import sweep
     from simulator.output import default_out_dir
 
     out_dir = out or default_out_dir(f"{scenario.stem}-sweep")
     df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed, overrides=sets,
-               extra_metrics=metrics, workers=workers, dask=dask, progress=True)
+               extra_metrics=metrics, workers=workers, dask=dask, progress=True,
+               plugins=plugins)
     console.print(f"{len(df)} runs; results: {out_dir / 'sweep.parquet'} "
                   f"(one file per run under {out_dir / 'runs'})")
 
@@ -171,7 +177,7 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
 def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
              constraints: tuple[str, ...], min_replications: int, max_replications: int, cap: int,
              warmup: str | None, seed: int | None, sets: tuple[str, ...], workers: int | None,
-             dask: str | None, out: Path | None) -> None:
+             dask: str | None, out: Path | None, plugins: tuple[str, ...]) -> None:
     """Find the cheapest setting of the --vary knobs meeting every --constraint with 95%
     confidence."""
     from simulator.planner import plan
@@ -182,7 +188,8 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
             res = plan(scenario, list(vary), list(constraints), objective=objective, seed=seed,
                        overrides=sets, warmup=_warmup_value(warmup),
                        min_replications=min_replications, max_replications=max_replications,
-                       cap=cap, workers=workers, dask=dask, progress=True, out_dir=out)
+                       cap=cap, workers=workers, dask=dask, progress=True, out_dir=out,
+                       plugins=plugins)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise

@@ -123,7 +123,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
          step: int = 4, max_replications: int = 40, cap: int = 4096,
          min_requests_per_node: float = 200.0, executor: Executor | None = None,
          workers: int | None = None, dask: str | None = None, progress: bool = False,
-         out_dir: Path | None = None) -> PlanResult:
+         out_dir: Path | None = None, plugins: Sequence[str] = ()) -> PlanResult:
     """The point minimising the mean ``objective`` among points whose every constraint holds
     with confidence ``level`` (the whole CI on the right side of the threshold).
 
@@ -134,7 +134,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
     ``max_replications`` is reached (then the point counts as infeasible: not proven). The
     schedule does not depend on the executor, so neither does the answer.
     """
-    base = load_base(scenario)
+    base = load_base(scenario, plugins)
     seed = base.seed if seed is None else seed
     knobs = [v if isinstance(v, Vary) else Vary.parse(v) for v in vary]
     cons = [c if isinstance(c, stats.Constraint) else stats.Constraint.parse(c)
@@ -145,6 +145,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
     evaluated: dict[str, dict[str, Any]] = {}
     all_rows: list[dict[str, Any]] = []
     with Runner(executor, workers, dask, progress) as runner:
+        base.require_portable(runner.executor)
         wov, winfo = resolve_warmup(runner, base, [common], warmup, seed)
 
         def evaluate(point: dict[str, Any]) -> bool:

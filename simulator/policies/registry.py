@@ -197,6 +197,36 @@ def create(kind: str, name: str, params: Mapping[str, Any] | None = None, /,
 
 
 # ----------------------------------------------------------------------------- plugins
+def _import_dotted(name: str, base_dir: Path | None) -> None:
+    """Import a dotted module; if its top package is not on the path, look for it in
+    ``base_dir`` and the working directory too (a console script's path holds neither)."""
+    try:
+        importlib.import_module(name)
+        return
+    except ModuleNotFoundError as exc:
+        top = name.split(".")[0]
+        if exc.name not in (top, name):
+            raise
+        for d in (base_dir, Path.cwd()):
+            if d is not None and str(d.resolve()) not in sys.path and (
+                    (d / top).is_dir() or (d / f"{top}.py").is_file()):
+                sys.path.append(str(d.resolve()))
+                importlib.import_module(name)
+                return
+        raise
+
+
+def policy_modules(specs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(kind, name, defining module) of registered policies ``(kind, name)`` that are not
+    PeakSim's built-ins."""
+    out = []
+    for kind, name in specs:
+        mod = getattr(policy_class(kind, name), "__module__", "") or ""
+        if not mod.startswith("simulator."):
+            out.append((kind, name, mod))
+    return out
+
+
 def worker_name() -> str:
     """This process, as error messages name it: host and process id."""
     return f"{socket.gethostname()} (pid {os.getpid()})"
@@ -231,7 +261,7 @@ def load_plugins(specs: list[str] | tuple[str, ...], base_dir: Path | None = Non
                         raise
             else:
                 mod_name = spec
-                importlib.import_module(spec)
+                _import_dotted(spec, base_dir)
         except Exception as exc:
             raise PluginError(f"plugin module '{spec}' could not be imported on "
                               f"{worker_name()}: {type(exc).__name__}: {exc}") from exc
