@@ -91,6 +91,19 @@ class Scenario(_Model):
                 raise ValueError(
                     f"pool '{p.name}' has no service: add [service] or cluster.pools.service"
                 )
+        deg = self.policy.degradation
+        if deg.enabled and deg.mode == "variant":
+            for p in self.cluster.pools:
+                if (p.service or self.service).profile is None:  # type: ignore[union-attr]
+                    raise ValueError(f"policy.degradation.mode = 'variant' serves a cheaper "
+                                     f"variant of the pools' profile, but pool '{p.name}' has "
+                                     "an analytic service (no profile)")
+        weighted = self.policy.pool_preference == "weighted"
+        for p in self.cluster.pools:
+            if p.weight != 1.0 and not weighted:
+                raise ValueError(f"cluster.pools.{p.name}.weight applies with "
+                                 "policy.pool_preference = 'weighted' only (it is "
+                                 f"'{self.policy.pool_preference}')")
         return self
 
     def pool_service(self, pool: PoolCfg) -> ServiceCfg:
@@ -307,6 +320,13 @@ def _check_files(sc: Scenario) -> None:
             get_variant(prof, svc.variant or "", path)
         except ProfileError as exc:
             raise ScenarioError(f"{sc.source}: field '{where}.profile': {exc}") from None
+        deg = sc.policy.degradation
+        if deg.enabled and deg.mode == "variant" and deg.fallback_variant:
+            try:
+                get_variant(prof, deg.fallback_variant, path)
+            except ProfileError as exc:
+                raise ScenarioError(f"{sc.source}: field 'policy.degradation.fallback_variant':"
+                                    f" {exc}") from None
     arr = sc.workload.arrival
     if arr.process == "trace" and arr.trace is not None:
         tp = sc.resolve_path(arr.trace.path)

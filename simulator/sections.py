@@ -234,7 +234,14 @@ class PolicySpec(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> PolicySpec:
-        self.__pydantic_extra__ = validate_params(self.KIND, self.name, self.model_extra or {})
+        try:
+            self.__pydantic_extra__ = validate_params(self.KIND, self.name,
+                                                      self.model_extra or {})
+        except ValueError as exc:
+            if "unknown parameter" not in str(exc):
+                raise
+            raise ValueError(f"{exc} (to switch policy with --set or a variant, replace the "
+                             f"whole table: ...={{ name = \"{self.name}\" }})") from None
         return self
 
     @property
@@ -398,6 +405,15 @@ class DegradationCfg(_Model):
         "cache mode: 0.05)"
     )
 
+    @model_validator(mode="after")
+    def _mode(self) -> DegradationCfg:
+        if self.mode == "variant" and self.enabled and self.fallback_variant is None:
+            raise ValueError("mode 'variant' needs fallback_variant (a variant of the pools' "
+                             "profile)")
+        if self.mode == "cache" and self.fallback_variant is not None:
+            raise ValueError("fallback_variant applies to mode 'variant' only (mode = 'cache')")
+        return self
+
 
 class PolicyCfg(_Model):
     plugins: list[str] = Field(
@@ -417,6 +433,20 @@ class PolicyCfg(_Model):
         "cheapest", description="which pool's idle node takes work first (central dispatch)"
     )
     degradation: DegradationCfg = Field(default_factory=DegradationCfg)
+
+    @model_validator(mode="after")
+    def _dispatch_settings(self) -> PolicyCfg:
+        """Settings one dispatcher does not use are refused, naming both."""
+        if self.dispatch == "central" and (self.routing.name != "round_robin"
+                                           or self.routing.params):
+            raise ValueError(f"policy.routing ({self.routing.name}) routes requests under "
+                             "dispatch = 'per_node' only; with policy.dispatch = 'central' free "
+                             "nodes pull from one queue: remove policy.routing")
+        if self.dispatch == "per_node" and self.pool_preference != "cheapest":
+            raise ValueError(f"policy.pool_preference ({self.pool_preference}) chooses among "
+                             "idle nodes under dispatch = 'central' only; with policy.dispatch "
+                             "= 'per_node' the router picks: remove policy.pool_preference")
+        return self
 
 
 # ----------------------------------------------------------------------------- SLA and cost

@@ -26,8 +26,7 @@ def _two_classes(dispatch: str, rho: float = 0.987, **extra: Any) -> dict[str, A
                                  {"name": "other", "share": 0.7}]},
         "service": {"time": {"distribution": "exponential", "mean_ms": 10.0}},
         "cluster": {"pools": [{"name": "p", "nodes": 1}]},
-        "policy": {"dispatch": dispatch, "routing": {"name": "join_shortest_queue"},
-                   "batching": {"name": "none"}},
+        "policy": {"dispatch": dispatch, "batching": {"name": "none"}},
         "sla": {"slo_ms": 100.0},
     }
     return deep_merge(raw, extra)
@@ -40,6 +39,8 @@ def test_class_limit_counts_the_class_own_requests(dispatch: str) -> None:
     became the maximum over the classes of its priority, and per-node ignored it)."""
     raw = _two_classes(dispatch)
     raw["workload"]["classes"][0]["max_queue_length"] = 1
+    if dispatch == "per_node":
+        raw["policy"]["routing"] = {"name": "join_shortest_queue"}
     res = run(raw)
     check_invariants(res)  # includes check_queue_limits, rebuilt from the records
     cls = res.summary["classes"]
@@ -81,8 +82,7 @@ def _spot_and_busy(g: Golden, dispatch: str) -> dict[str, Any]:
     """Node 0 (spot, preempted at 0.5 s with no notice) takes id 0, node 1 id 1; ids 2 and 3
     arrive while both are busy. Every queue holds at most one request."""
     raw = g.scenario([0, 0.01, 0.1, 0.11], duration_s=5.0, dispatch=dispatch,
-                     policy={"admission": {"max_queue_length": 1},
-                             "routing": {"name": "round_robin"}})
+                     policy={"admission": {"max_queue_length": 1}})
     raw["cluster"]["pools"] = [
         {"name": "s", "nodes": 1, "purchase": "spot", "min_billing_s": 0,
          "price_per_hour_usd": 0.3,

@@ -31,6 +31,7 @@ def test_same_seed_gives_identical_results(raw: dict) -> None:
 def test_central_queue_is_work_conserving(raw: dict) -> None:
     """Without a wait budget, a request waits only while every node is busy."""
     raw["policy"]["dispatch"] = "central"
+    raw["policy"].pop("routing", None)
     raw["policy"]["batching"] = {"name": "none"}
     for c in raw["workload"]["classes"]:
         c.pop("timeout_ms", None)

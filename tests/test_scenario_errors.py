@@ -10,7 +10,7 @@ import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator import ScenarioError, load_scenario, run
+from simulator import ScenarioError, load_scenario, run, scenario_from_dict
 from simulator.scenario import parse_value
 from tests.conftest import mmc_dict
 
@@ -177,3 +177,46 @@ def test_parse_value_types() -> None:
     assert parse_value("true") is True
     assert parse_value("[1, 2]") == [1, 2]
     assert parse_value("round_robin") == "round_robin"
+
+
+@pytest.mark.parametrize(
+    ("policy", "pool", "fields"),
+    [
+        ({"dispatch": "central", "routing": {"name": "power_of_two", "d": 3}}, {},
+         ("policy.routing", "policy.dispatch")),
+        ({"dispatch": "per_node", "pool_preference": "fastest"}, {},
+         ("policy.pool_preference", "policy.dispatch")),
+        ({}, {"weight": 2.0}, ("cluster.pools.gpu.weight", "policy.pool_preference")),
+        ({"degradation": {"enabled": True, "mode": "variant"}}, {},
+         ("fallback_variant",)),
+        ({"degradation": {"enabled": True, "mode": "cache", "fallback_variant": "int8"}}, {},
+         ("fallback_variant", "mode 'variant'")),
+        ({"degradation": {"enabled": True, "mode": "variant", "fallback_variant": "int8"}}, {},
+         ("policy.degradation.mode", "analytic service")),
+        ({"batching": {"name": "none", "max_batch": 4}}, {},
+         ("policy.batching", "batcher 'none': unknown parameter 'max_batch'")),
+        ({"autoscaling": {"name": "hpa", "tagret": 0.5}}, {},
+         ("policy.autoscaling", "unknown parameter 'tagret'", "allowed: metric, target")),
+    ],
+)
+def test_settings_a_mode_does_not_use_are_refused(policy: dict, pool: dict,
+                                                   fields: tuple[str, ...]) -> None:
+    """A setting is honoured in every mode or refused at validation, naming the settings
+    (these used to validate and then be ignored, or fail only when run)."""
+    raw = mmc_dict()
+    raw["policy"].update(policy)
+    raw["cluster"]["pools"][0].update(pool)
+    with pytest.raises(ScenarioError) as exc:
+        scenario_from_dict(raw)
+    for f in fields:
+        assert f in str(exc.value)
+
+
+def test_a_fallback_variant_missing_from_the_profile_is_refused(root: Path) -> None:
+    raw = mmc_dict(service={"profile": str(root / "scenarios/profiles/cpu-x86.json"),
+                            "variant": "fp32"})
+    raw["service"].pop("time", None)
+    raw["policy"]["degradation"] = {"enabled": True, "mode": "variant",
+                                    "fallback_variant": "nope"}
+    with pytest.raises(ScenarioError, match=r"policy\.degradation\.fallback_variant.*nope"):
+        scenario_from_dict(raw)

@@ -19,7 +19,7 @@ import simpy
 from simulator.engine.clock import Clock
 from simulator.engine.dispatch import drop_expired, requeue_or_lose
 from simulator.engine.nodes import NodeTable, Pool, ready_share
-from simulator.engine.queues import CentralQueue, UpcomingHead
+from simulator.engine.queues import UpcomingHead
 from simulator.engine.requests import RequestTable
 from simulator.engine.server import STOP, Batch, Server
 from simulator.policies.views import BatchDecision, QueueView
@@ -60,7 +60,7 @@ class CentralDispatcher:
         self._choice_rng = choice_rng
         self._timer_at = math.inf
         self._timer: simpy.Event | None = None  # the live timer
-        self._fifo = type(queue) is CentralQueue
+        self._fifo = queue.fifo  # its head is the oldest request; only arrivals fill it
         # the queue's bound methods, made once (called per batch)
         self._q_methods = (queue.oldest_s, queue.head_arrays, queue.fit_items, queue.items_total)
         self._lookahead = self._fifo and queue.divert is None and not self._fast

@@ -97,6 +97,8 @@ class PriorityQueue(LazyAdmission):
     rejected (:func:`admitted`).
     """
 
+    fifo = False  # a later arrival of a higher level goes ahead of the head
+
     def __init__(self, table: RequestTable, max_len: int, class_level: np.ndarray,
                  class_limit: list[int | None]) -> None:
         self.table = table

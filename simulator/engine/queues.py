@@ -171,6 +171,8 @@ class LazyAdmission:
 class CentralQueue(LazyAdmission):
     """Shared FIFO over global request ids with lazy admission and a length limit."""
 
+    fifo = True  # the head is the oldest waiting request (the dispatcher's look-ahead needs it)
+
     def __init__(self, table: RequestTable, max_len: int) -> None:
         self.table = table
         self.max_len = max_len

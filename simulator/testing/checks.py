@@ -402,7 +402,8 @@ def check_batcher(policy: PolicySpec, *, params: dict[str, Any] | None = None,
         def sim_prop(dispatch: str, nodes: int, rho: float, mean_ms: float, seed: int) -> None:
             raw = _base_scenario(nodes, rho * nodes / (mean_ms / 1000.0), mean_ms, 30.0, seed)
             raw["policy"]["dispatch"] = dispatch
-            raw["policy"]["routing"] = {"name": "join_shortest_queue"}
+            if dispatch == "per_node":
+                raw["policy"]["routing"] = {"name": "join_shortest_queue"}
             raw["policy"]["batching"] = _batching_cfg(name, kw)
             res = _run_checked(raw, seed, max_batch=mb)
             check_no_starvation(res, drain_s=10.0)

@@ -100,7 +100,8 @@ def scenarios(draw: st.DrawFn, max_duration_s: float = 60.0) -> dict[str, Any]:
         "cluster": {"pools": [{"name": "p0", "nodes": nodes}]},
         "policy": {
             "dispatch": dispatch,
-            "routing": {"name": draw(st.sampled_from(_defaults_only("router")))},
+            "routing": ({"name": draw(st.sampled_from(_defaults_only("router")))}
+                        if dispatch == "per_node" else {}),
             "batching": batching,
             "admission": {"max_queue_length": draw(st.integers(1, 200))},
         },
