@@ -214,12 +214,23 @@ def run_warnings(runs: pd.DataFrame, min_requests_per_node: float) -> list[str]:
 
 
 def _parse_variant(text: str) -> tuple[str, list[Override]]:
-    """``NAME:key=value[,key=value]`` (commas inside values are kept when not before a key)."""
+    """``NAME:key=value[,key=value]``: commas inside a value are kept when not before a key,
+    or inside an inline table or array (``policy.autoscaling={name='hpa', target=0.5}``)."""
     name, _, rest = text.partition(":")
     if not name.strip():
         raise ScenarioError(f"--variant {text}: expected NAME:key=value[,key=value]")
-    parts = [p for p in re.split(r",(?=\s*[A-Za-z_][\w.\-]*\s*=)", rest) if p.strip()]
-    return name.strip(), parse_overrides(parts)
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(rest):
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif (ch == "," and depth == 0
+              and re.match(r"\s*[A-Za-z_][\w.\-]*\s*=", rest[i + 1:])):
+            parts.append(rest[start:i])
+            start = i + 1
+    parts.append(rest[start:])
+    return name.strip(), parse_overrides([p for p in parts if p.strip()])
 
 
 def parse_variants(spec: Sequence[str] | Mapping[str, Any] | None, base: Base

@@ -59,6 +59,11 @@ def test_variant_syntax() -> None:
     assert vs["base"] == []
     assert vs["big"] == [("cluster.pools.gpu.nodes", 9), ("sla.slo_ms", 2500)]
     assert len(vs["hourly"][1][1]) == 24  # commas inside an array stay in the value
+    # a policy table: its keys stay inside the inline table
+    vs = parse_variants(["hpa:policy.autoscaling={name='hpa', target=0.5, sync_period_s=10}"],
+                        base)
+    assert vs["hpa"] == [("policy.autoscaling", {"name": "hpa", "target": 0.5,
+                                                 "sync_period_s": 10})]
     with pytest.raises(ScenarioError, match="variant 'bad'"):
         parse_variants(["bad:cluster.pools.gpu.nodes=0"], base)
 
