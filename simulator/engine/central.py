@@ -62,7 +62,7 @@ class CentralDispatcher:
         self._timer: simpy.Event | None = None  # the live timer
         self._fifo = queue.fifo  # its head is the oldest request; only arrivals fill it
         # the queue's bound methods, made once (called per batch)
-        self._q_methods = (queue.oldest_s, queue.head_arrays, queue.fit_items, queue.items_total)
+        self._q_methods = (queue.oldest_s, queue.head_arrays, queue.fit_items, queue.fill)
         self._lookahead = self._fifo and queue.divert is None and not self._fast
         # the batcher's last decision to wait: (head id then, wake-up time); it stands until
         # that time or until the head of the queue changes (FIFO queue only)
@@ -105,9 +105,9 @@ class CentralDispatcher:
                 return range(gid, gid + 1), math.inf
             if self._lookahead and now < self._wait_t and q.runs[0][0] == self._wait_head:
                 return None, self._wait_t  # the last decision to wait still stands
-            _, head_arrays, fit_items, items_total = self._q_methods
+            _, head_arrays, fit_items, fill = self._q_methods
             dec = batcher.next_batch(QueueView.lazy(q.len, oldest_s(), limit, head_arrays,
-                                                    fit_items, items_total), now)
+                                                    fit_items, fill), now)
             if dec.take <= 0:
                 wake = self._wake_time(dec, q)
                 if wake <= now:
@@ -143,8 +143,7 @@ class CentralDispatcher:
         if head.n > q.max_len:
             return t1
         limit = self.batcher.max_batch
-        view = QueueView.lazy(head.n, t1, limit, head.head_arrays, head.fit_items,
-                              head.items_total)
+        view = QueueView.lazy(head.n, t1, limit, head.head_arrays, head.fit_items, head.fill)
         dec = self.batcher.next_batch(view, t1)
         wake = t1
         if dec.take <= 0:

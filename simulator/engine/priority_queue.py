@@ -11,7 +11,7 @@ from collections import deque
 
 import numpy as np
 
-from simulator.engine.queues import LazyAdmission
+from simulator.engine.queues import LazyAdmission, fill_arrays
 from simulator.engine.requests import DROPPED, TIMED_OUT, RequestTable
 
 
@@ -196,8 +196,8 @@ class PriorityQueue(LazyAdmission):
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
-    def items_total(self, k: int) -> int:
-        return int(self.head_arrays(k)[1].sum())
+    def fill(self, cap: int, k_max: int) -> tuple[int, int]:
+        return fill_arrays(self.head_arrays(k_max)[1], cap)
 
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
         """Time out expired requests at the head of every level."""
@@ -294,6 +294,12 @@ class PriorityNodeQueue:
         tab = self.table
         loc = self.peek(k) - tab.base
         return tab.t[loc], tab.size[loc]
+
+    def fill(self, cap: int, k_max: int) -> tuple[int, int]:
+        return fill_arrays(self.head_arrays(k_max)[1], cap)
+
+    def fit_items(self, cap: int, k_max: int) -> int:
+        return self.fill(cap, k_max)[0]
 
     def take(self, k: int) -> np.ndarray:
         return np.asarray([self.pop_one() for _ in range(min(k, self.n))], dtype=np.int64)

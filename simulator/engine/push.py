@@ -195,8 +195,8 @@ class PushDispatcher:
         """Build the batcher's read-only view of node queue ``q`` and ask for a decision."""
         tab = self.table
         oldest = float(tab.t[q.head_id() - tab.base]) if len(q) else None
-        view = QueueView(len(q), oldest_s=oldest, limit=batcher.max_batch,
-                         load=q.head_arrays)
+        view = QueueView.lazy(len(q), oldest, batcher.max_batch, q.head_arrays, q.fit_items,
+                              q.fill)
         return batcher.next_batch(view, now)
 
     def _wait_node(self, j: int, dec: BatchDecision) -> None:

@@ -32,6 +32,26 @@ def fit_run(table: RequestTable, first: int, cap: int, k_max: int) -> int:
     return k if k > 1 else 1
 
 
+def fill_arrays(items: np.ndarray, cap: int) -> tuple[int, int]:
+    """(k, items of those k): the largest prefix of ``items`` holding <= cap (at least 1)."""
+    cum = np.cumsum(items)
+    k = max(int(np.searchsorted(cum, cap, side="right")), 1)
+    return k, int(cum[k - 1])
+
+
+def fill_run(table: RequestTable, first: int, cap: int, k_max: int) -> tuple[int, int]:
+    """(k, items of those k): :func:`fit_run` and the items it holds, in one look."""
+    i = first - table.base
+    ib = table.items_before
+    before = ib[i]
+    total = ib[i + k_max] - before
+    if total <= cap:  # all k_max fit (the usual case)
+        return k_max, total
+    k = bisect_right(ib, cap + before, i, i + k_max + 1) - 1 - i
+    k = k if k > 1 else 1
+    return k, ib[i + k] - before
+
+
 class UpcomingHead:
     """The head of an empty central queue as it will be at the next arrival time ``t_s``.
 
@@ -62,9 +82,11 @@ class UpcomingHead:
         k_max = min(k_max, self.n)
         return 1 if k_max <= 1 else fit_run(self.table, self.first, cap, k_max)
 
-    def items_total(self, k: int) -> int:
-        """Items of the first k of them."""
-        return self.table.items(self.first, self.first + min(k, self.n))
+    def fill(self, cap: int, k_max: int) -> tuple[int, int]:
+        """(k, items): the largest k <= k_max of them holding <= cap items (>= 1), and their
+        items."""
+        k_max = min(k_max, self.n)
+        return fill_run(self.table, self.first, cap, k_max)
 
 
 class LazyAdmission:
@@ -282,13 +304,14 @@ class CentralQueue(LazyAdmission):
         _, items = self.head_arrays(k_max)
         return max(int(np.searchsorted(np.cumsum(items), cap, side="right")), 1)
 
-    def items_total(self, k: int) -> int:
-        """Items held by the first k waiting requests."""
-        k = min(k, self.len)
-        a, b = self.runs[0] if k else (0, 0)
-        if b - a >= k:
-            return self.table.items(a, a + k)
-        return int(self.head_arrays(k)[1].sum())
+    def fill(self, cap: int, k_max: int) -> tuple[int, int]:
+        """(k, items): the largest k <= k_max whose first k waiting requests hold <= cap items
+        (>= 1), and the items they hold."""
+        k_max = min(k_max, self.len)
+        a, b = self.runs[0]
+        if b - a >= k_max:
+            return fill_run(self.table, a, cap, k_max)
+        return fill_arrays(self.head_arrays(k_max)[1], cap)
 
     # ------------------------------------------------------------------ removing
     def pop_one(self) -> int:
@@ -403,6 +426,14 @@ class NodeQueue:
         tab = self.table
         loc = self.peek(k) - tab.base
         return tab.t[loc], tab.size[loc]
+
+    def fill(self, cap: int, k_max: int) -> tuple[int, int]:
+        """(k, items): the largest k <= k_max of the first requests holding <= cap items
+        (>= 1), and their items."""
+        return fill_arrays(self.head_arrays(k_max)[1], cap)
+
+    def fit_items(self, cap: int, k_max: int) -> int:
+        return self.fill(cap, k_max)[0]
 
     def take(self, k: int) -> np.ndarray:
         n = min(k, len(self.ids))

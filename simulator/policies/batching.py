@@ -114,6 +114,7 @@ class DynamicBatcher:
         self.max_batch_items = p.max_batch_items
         self.max_wait_s = p.max_wait_ms / 1000.0
         self.slack_s = p.timer_slack_ms / 1000.0
+        self._delay_s = self.max_wait_s + self.slack_s  # the wait budget, s
         self.max_bs = self.max_batch_items if self.max_batch_items is not None else self.max_batch
         given = sorted(set(p.preferred_sizes))
         self.given_preferred = given
@@ -135,25 +136,23 @@ class DynamicBatcher:
         if self.given_preferred:
             return self._scan(queue, now_s)
         # no preferred sizes: preferred = [max_bs] (the fast paths of the same rules)
-        m = n if n < self.max_batch else self.max_batch
-        if self.max_batch_items is None:
-            if m == self.max_batch:  # a full batch (a preferred hit, or it cannot grow)
+        mb = self.max_batch
+        m = n if n < mb else mb
+        cap = self.max_batch_items
+        if cap is None:
+            if m == mb:  # a full batch (a preferred hit, or it cannot grow)
                 return self._take[m]
-            pending = m
         else:
-            k = queue.fit_items(self.max_batch_items, m)
-            if k < m or m == self.max_batch:  # the next request does not fit: cannot grow
+            k, pending = queue.fill(cap, m)
+            # the next request does not fit, max_batch requests, or exactly full (or a lone
+            # oversized request): the batch cannot grow
+            if k < m or m == mb or pending >= cap:
                 return self._take[k]
-            pending = queue.items_total(k)
-            if pending >= self.max_bs:  # exactly full (or a lone oversized request)
-                return self._take[m]
-        assert queue.oldest_s is not None
-        deadline = queue.oldest_s + self.max_wait_s + self.slack_s
-        if self.max_wait_s <= 0 or now_s >= deadline:
+        deadline = queue.oldest_s + self._delay_s  # type: ignore[operator]
+        if now_s >= deadline or self.max_wait_s <= 0:
             return self._take[m]
-        if self.max_batch_items is None:
-            return self._wait(deadline, self.max_batch, None)
-        return self._wait(deadline, self.max_batch, self.max_bs)
+        # wait (plain tuple: built per batch, BatchDecision's constructor costs twice as much)
+        return _new_tuple(BatchDecision, (0, deadline, mb, cap))
 
     def _scan(self, queue: QueueView, now_s: float) -> BatchDecision:
         """Rules 1-5 with preferred sizes given (see the class docstring)."""

@@ -48,24 +48,26 @@ class QueueView:
     ``n_waiting`` counts the waiting requests and ``oldest_s`` is the arrival time of the first
     in service order (s). ``arrival_s`` and ``items`` hold the first ``min(n_waiting, limit)``
     waiting requests (read-only arrays, built only when a policy asks for them).
-    ``fit_items(cap, k_max)`` answers "how many of the first requests fit in ``cap`` items" and
-    ``items_total(k)`` "how many items the first k hold", without building arrays when the queue
-    is contiguous.
+    ``fit_items(cap, k_max)`` answers "how many of the first requests fit in ``cap`` items"
+    (at least 1) and ``fill(cap, k_max)`` the same plus how many items those hold; the engine
+    answers both from prefix sums, without building arrays (they are callable attributes: the
+    engine's own functions, one call per question, since batchers ask once per batch).
+    ``items_total(k)``: items of the first k.
     """
 
-    __slots__ = ("_arrival", "_fit", "_items", "_load", "_total", "limit", "n_waiting",
+    __slots__ = ("_arrival", "_items", "_load", "fill", "fit_items", "limit", "n_waiting",
                  "oldest_s")
 
     def __init__(self, n_waiting: int, arrival_s: np.ndarray | None = None,
                  items: np.ndarray | None = None, *, oldest_s: float | None = None,
                  limit: int | None = None, load: object = None, fit: object = None,
-                 total: object = None) -> None:
+                 fill: object = None) -> None:
         self.n_waiting = int(n_waiting)
         self._arrival = arrival_s
         self._items = items
         self._load = load  # engine callback: (limit) -> (arrival_s, items)
-        self._fit = fit  # engine callback: (cap, k_max) -> k
-        self._total = total  # engine callback: (k) -> items of the first k
+        self.fit_items = fit or self._fit_arrays  # (cap, k_max) -> k
+        self.fill = fill or self._fill_arrays  # (cap, k_max) -> (k, items of those k)
         self.limit = limit if limit is not None else self.n_waiting
         if oldest_s is None:
             oldest_s = float(arrival_s[0]) if arrival_s is not None and len(arrival_s) else None
@@ -73,11 +75,11 @@ class QueueView:
 
     @classmethod
     def lazy(cls, n_waiting: int, oldest_s: float | None, limit: int, load: object,
-             fit: object, total: object = None) -> QueueView:
+             fit: object, fill: object) -> QueueView:
         """The engine's O(1) constructor: arrays built by ``load(limit)`` only when read."""
         v = cls.__new__(cls)
-        v.n_waiting, v.oldest_s, v.limit, v._load, v._fit = n_waiting, oldest_s, limit, load, fit
-        v._total = total
+        v.n_waiting, v.oldest_s, v.limit, v._load = n_waiting, oldest_s, limit, load
+        v.fit_items, v.fill = fit, fill
         v._arrival = v._items = None
         return v
 
@@ -102,19 +104,18 @@ class QueueView:
         assert self._items is not None
         return self._items
 
-    def fit_items(self, cap: int, k_max: int) -> int:
-        """Largest k <= k_max whose first k requests hold <= cap items (at least 1)."""
-        if self._fit is not None:
-            return int(self._fit(cap, k_max))  # type: ignore[operator]
+    def _fill_arrays(self, cap: int, k_max: int) -> tuple[int, int]:
         k_max = min(k_max, self.n_waiting)
         cum = np.cumsum(self.items[:k_max])
-        return max(int(np.searchsorted(cum, cap, side="right")), 1)
+        k = max(int(np.searchsorted(cum, cap, side="right")), 1)
+        return k, int(cum[k - 1])
+
+    def _fit_arrays(self, cap: int, k_max: int) -> int:
+        return self._fill_arrays(cap, k_max)[0]
 
     def items_total(self, k: int) -> int:
         """Items held by the first k waiting requests (k <= limit)."""
-        if self._total is not None:
-            return int(self._total(k))  # type: ignore[operator]
-        return int(self.items[:k].sum())
+        return int(self.fill(2**62, k)[1])  # type: ignore[operator]
 
 
 class BatchDecision(NamedTuple):
