@@ -181,10 +181,15 @@ def fingerprint(name: str) -> dict[str, Any]:
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Differences of ``b`` from reference ``a``; keys new in ``b`` are listed as added."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            p = f"{path}.{k}" if path else k
+            if k not in a:
+                out.append(f"{p}: added")
+            else:
+                out += _diff(a.get(k), b.get(k), p)
         return out
     return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
 
@@ -208,9 +213,12 @@ def main() -> int:
         if args.check:
             ref = json.loads((args.check / f"{name}.json").read_text())
             d = _diff(ref, json.loads(json.dumps(fp, sort_keys=True)))
-            bad += bool(d)
-            print(f"{name}: {'identical' if not d else 'DIFFERENT'} ({dt:.1f} s)")
-            for line in d[:12]:
+            changed = [x for x in d if not x.endswith(": added")]
+            bad += bool(changed)
+            verdict = "DIFFERENT" if changed else ("identical (fields added)" if d
+                                                   else "identical")
+            print(f"{name}: {verdict} ({dt:.1f} s)")
+            for line in changed[:12]:
                 print("    " + line)
     return 1 if bad else 0
 
