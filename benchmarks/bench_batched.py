@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import bisect
 import heapq
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from simulator import run, scenario_from_dict
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's simulator (also from a git worktree)
+
+from simulator import run, scenario_from_dict  # noqa: E402
 
 RATE, NODES, MAX_BATCH, WAIT_S, BASE_S, PER_REQ_S = 20000.0, 8, 64, 0.005, 0.002, 0.00005
 

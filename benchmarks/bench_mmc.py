@@ -12,12 +12,17 @@ per wall second and the ratios (targets: >= 2x SimPy, >= 4x Ciw).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import simpy
 
-from simulator import run, scenario_from_dict
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's simulator (also from a git worktree)
+
+from simulator import run, scenario_from_dict  # noqa: E402
 
 
 def idiomatic_simpy(n_requests: int, lam: float = 7.2, mu: float = 1.0, c: int = 8,

@@ -9,9 +9,14 @@ Same per-node load (rho = 0.7) in both; prints wall microseconds per request and
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from simulator import run, scenario_from_dict
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's simulator (also from a git worktree)
+
+from simulator import run, scenario_from_dict  # noqa: E402
 
 
 def cost_per_request(nodes: int, n_requests: int, router: str) -> float:

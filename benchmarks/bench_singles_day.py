@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
-from simulator import load_scenario, run
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's simulator (also from a git worktree)
+
+from simulator import load_scenario, run  # noqa: E402
 
 
 def main() -> None:
@@ -20,7 +25,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--hours", type=float, default=24.0)
     a = ap.parse_args()
-    sc = load_scenario("scenarios/singles_day.toml", [
+    sc = load_scenario(ROOT / "scenarios/singles_day.toml", [
         f"workload.arrival.rate_qps={a.rate}",
         f"simulation.duration_s={a.hours * 3600}",
         "cluster.pools.cpu.nodes=20", "cluster.pools.cpu.min_nodes=4",
