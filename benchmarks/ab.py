@@ -65,8 +65,16 @@ raw = {{"name": "per_node", "simulation": {{"duration_s": 60.0, "seed": 1, "reco
 sc = scenario_from_dict(raw)
 """,
     "day": """
+import tomllib
+_sim = tomllib.loads(open({root!r} + "/scenarios/singles_day.toml").read())["simulation"]
+if "start" in _sim:  # the calendar form: the run lasts {seconds} s from start - warmup_s
+    from simulator.calendar_time import shift
+    _end = shift(_sim["start"], {seconds} - _sim.get("warmup_s", 0))
+    _len = [f'simulation.end="{{_end}}"']
+else:  # a tree from before the calendar form
+    _len = ["simulation.duration_s={seconds}"]
 sc = load_scenario({root!r} + "/scenarios/singles_day.toml", [
-    "workload.arrival.rate_qps=1000", "simulation.duration_s={seconds}",
+    "workload.arrival.rate_qps=1000", *_len,
     "cluster.pools.cpu.nodes=20", "cluster.pools.cpu.min_nodes=4",
     "cluster.pools.cpu.max_nodes=400",
     "policy.autoscaling={{ name = 'hpa', metric = 'utilization', target = 0.5 }}"])

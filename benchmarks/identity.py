@@ -92,16 +92,18 @@ def _elastic(**over: Any) -> dict[str, Any]:
 
 
 SCEN = ROOT / "scenarios"
+# shipped scenarios in the calendar form: 1.5-h nights with the midnight peak 30 min after the
+# run begins (23:30), and 1-h runs (warm-up included) from the run's beginning
 CASES: dict[str, Any] = {
-    "singles_day-night": (SCEN / "singles_day.toml", ["simulation.duration_s=5400",
-                                                      "simulation.warmup_s=300",
-                                                      "workload.peaks.0.start_s=1800"]),
-    "singles_day-hpa": (SCEN / "singles_day.toml", ["simulation.duration_s=5400",
-                                                    "workload.peaks.0.start_s=1800",
+    "singles_day-night": (SCEN / "singles_day.toml", ['simulation.start="11-10 23:35"',
+                                                      'simulation.end="11-11 01:00"',
+                                                      "simulation.warmup_s=300"]),
+    "singles_day-hpa": (SCEN / "singles_day.toml", ['simulation.start="11-10 23:40"',
+                                                    'simulation.end="11-11 01:00"',
                                                     "cluster.pools.cpu.nodes=2",
                                                     f"policy.autoscaling={HPA}"]),
-    "black_friday": (SCEN / "black_friday.toml", ["simulation.duration_s=3600"]),
-    "steady_day": (SCEN / "steady_day.toml", ["simulation.duration_s=3600"]),
+    "black_friday": (SCEN / "black_friday.toml", ['simulation.end="11-27 00:50"']),
+    "steady_day": (SCEN / "steady_day.toml", ['simulation.end="11-03 20:50"']),
     "mmc_check": (SCEN / "mmc_check.toml", ["simulation.duration_s=20000"]),
     "central-dynamic": _small(),
     "central-none": _small(**{"policy.batching": {"name": "none"}}),

@@ -1,6 +1,6 @@
 """ArrivalCurve: the time-varying arrival rate = base x diurnal curve x promotion peaks (QPS).
 
-``rate(t)`` is vectorised over numpy arrays of times in seconds from simulation start.
+``rate(t)`` is vectorised over numpy arrays of times in seconds since the run's beginning.
 ``cell_bounds`` gives per-cell upper bounds used by thinning; ``cumulative`` integrates the rate
 for time-change sampling of renewal processes.
 """
@@ -93,9 +93,14 @@ class DiurnalCurve:
         return pts[(pts > t0) & (pts < t1)]
 
 
-def peak_shape(p: PeakCfg, t: np.ndarray) -> np.ndarray:
-    """Shape in [0, 1]: linear ramp, hold at 1, then linear or exponential decay to 0."""
-    a = p.start_s
+def peak_shape(p: PeakCfg, t: np.ndarray, start_s: float | None = None) -> np.ndarray:
+    """Shape in [0, 1]: linear ramp, hold at 1, then linear or exponential decay to 0.
+
+    ``start_s``: the ramp's start, s since the run's beginning (default ``p.start_s``; a
+    calendar peak's resolved ``at``, negative when the peak began before the run).
+    """
+    a = p.start_s if start_s is None else start_s
+    assert a is not None, "a calendar peak needs its resolved start"
     b = a + p.ramp_s
     c = b + p.hold_s
     s = np.zeros_like(t, dtype=float)
@@ -113,29 +118,40 @@ def peak_shape(p: PeakCfg, t: np.ndarray) -> np.ndarray:
     return s
 
 
-def peak_breakpoints(p: PeakCfg) -> list[float]:
-    """Times where a peak's shape changes slope."""
+def peak_breakpoints(p: PeakCfg, start_s: float | None = None) -> list[float]:
+    """Times where a peak's shape changes slope (``start_s`` as for :func:`peak_shape`)."""
+    a = p.start_s if start_s is None else start_s
+    assert a is not None, "a calendar peak needs its resolved start"
     end = p.decay_s * (1 if p.decay == "linear" else 8)
-    b = p.start_s + p.ramp_s
-    return [p.start_s, b, b + p.hold_s, b + p.hold_s + end]
+    b = a + p.ramp_s
+    return [a, b, b + p.hold_s, b + p.hold_s + end]
 
 
 class ArrivalCurve:
-    """rate(t) = base_qps x diurnal(t), lifted by each peak towards its level (QPS)."""
+    """rate(t) = base_qps x diurnal(t), lifted by each peak towards its level (QPS).
+
+    ``peak_starts_s``: each peak's ramp start, s since the run's beginning (default: the
+    peaks' ``start_s``; :meth:`simulator.scenario.Scenario.peak_starts_s` resolves ``at``).
+    """
 
     def __init__(
-        self, base_qps: float, diurnal: DiurnalCurve, peaks: Sequence[PeakCfg] = ()
+        self, base_qps: float, diurnal: DiurnalCurve, peaks: Sequence[PeakCfg] = (),
+        peak_starts_s: Sequence[float] | None = None,
     ) -> None:
         self.base_qps = base_qps
         self.diurnal = diurnal
         self.peaks = list(peaks)
+        self.peak_starts_s = ([p.start_s for p in self.peaks] if peak_starts_s is None
+                              else [float(x) for x in peak_starts_s])
+        if len(self.peak_starts_s) != len(self.peaks):
+            raise ValueError("one start per peak")
 
     def rate(self, t: np.ndarray) -> np.ndarray:
         """Arrival rate at times ``t`` (s), QPS."""
         t = np.asarray(t, dtype=float)
         r = self.base_qps * self.diurnal(t)
-        for p in self.peaks:
-            s = peak_shape(p, t)
+        for p, a in zip(self.peaks, self.peak_starts_s, strict=True):
+            s = peak_shape(p, t, a)
             if p.relative_to == "curve":
                 r = r * (1.0 + (p.multiplier - 1.0) * s)
             else:
@@ -149,8 +165,8 @@ class ArrivalCurve:
     def _cell_edges(self, t0: float, t1: float, max_cell_s: float) -> np.ndarray:
         """Cell edges covering [t0, t1): breakpoints included, no cell wider than max_cell_s."""
         pts = [t0, t1, *self.diurnal.breakpoints(t0, t1).tolist()]
-        for p in self.peaks:
-            pts += [x for x in peak_breakpoints(p) if t0 < x < t1]
+        for p, a in zip(self.peaks, self.peak_starts_s, strict=True):
+            pts += [x for x in peak_breakpoints(p, a) if t0 < x < t1]
         knots = np.unique(np.asarray(pts))
         edges = [knots[:1]]
         for a, b in itertools.pairwise(knots):

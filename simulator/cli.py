@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from simulator.policies.registry import PluginError
 from simulator.profiles import ProfileError
@@ -62,6 +63,16 @@ def load_with_plugins(scenario: Path, sets: tuple[str, ...], plugins: tuple[str,
     return scenario_from_dict(raw, str(scenario), parse_overrides(list(sets)), scenario.parent)
 
 
+def print_warnings(sc: Any) -> None:
+    """The scenario's warnings (:func:`simulator.scenario.scenario_warnings`) on stderr, as
+    plain text (a peak's name is never read as markup)."""
+    from simulator.scenario import scenario_warnings
+
+    for msg in scenario_warnings(sc):
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), msg), highlight=False,
+                          soft_wrap=True)
+
+
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -86,6 +97,7 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
         raw = sc.model_dump()
         apply_override(raw, "simulation.records", records)
         sc = scenario_from_dict(raw, str(scenario), base_dir=scenario.parent)
+    print_warnings(sc)
     out_dir = out or default_out_dir(sc.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(sc, seed=seed, records_path=out_dir / "records.parquet")
@@ -105,11 +117,13 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
 @_set_option
 @plugin_option
 def validate_cmd(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]) -> None:
-    """Check SCENARIO without running it; print the fully resolved scenario."""
+    """Check SCENARIO without running it; print the fully resolved scenario (warnings, such
+    as a peak inside the warm-up, go to stderr)."""
     import json
 
     sc = load_with_plugins(scenario, sets, plugins)
     console.print_json(json.dumps(sc.model_dump(mode="json")))
+    print_warnings(sc)
     console.print(f"[green]ok[/]: {scenario}")
 
 

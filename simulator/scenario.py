@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from simulator import calendar_time
 from simulator.policies.registry import PluginError, load_plugins
 from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
     AdmissionCfg,
@@ -105,6 +107,37 @@ class Scenario(_Model):
                                  "policy.pool_preference = 'weighted' only (it is "
                                  f"'{self.policy.pool_preference}')")
         return self
+
+    @model_validator(mode="after")
+    def _calendar_peaks(self) -> Scenario:
+        """Calendar scenarios place peaks with ``at``; legacy ones with ``start_s``."""
+        sim = self.simulation
+        for p in self.workload.peaks:
+            where = f"workload.peaks.{p.name}"
+            if sim.start is None and p.at is not None:
+                raise ValueError(f"{where}.at ('{p.at}') needs a calendar scenario: give "
+                                 "simulation.start and simulation.end, or use start_s")
+            if sim.start is not None and p.start_s is not None:
+                at = calendar_time.format_calendar(
+                    calendar_time.run_begin(sim.start, sim.warmup_s)
+                    + timedelta(seconds=p.start_s),
+                    calendar_time.parse_calendar(sim.start).has_year)
+                raise ValueError(
+                    f"{where}.start_s: in a calendar scenario (simulation.start given) a peak "
+                    "gives 'at', a calendar time: start_s counts from the run's beginning "
+                    "(start - warmup_s), so moving the window would move the peak. Here it "
+                    f"means at = \"{at}\"")
+            if sim.start is not None and p.at is not None:
+                calendar_time.resolve_at(p.at, sim.start, f"{where}.at")
+        return self
+
+    def peak_starts_s(self) -> list[float]:
+        """Each peak's ramp start, s since the run's beginning (``at`` resolved; may be
+        negative when a peak began before the run), in ``workload.peaks`` order."""
+        sim = self.simulation
+        return [calendar_time.peak_start_s(start_s=p.start_s, at=p.at, sim_start=sim.start,
+                                           warmup_s=sim.warmup_s)
+                for p in self.workload.peaks]
 
     def pool_service(self, pool: PoolCfg) -> ServiceCfg:
         """The service model a pool runs (its own, else the scenario default)."""
@@ -266,6 +299,7 @@ def scenario_from_dict(
     raw = copy.deepcopy(raw)
     for k, v in overrides or []:
         apply_override(raw, k, v)
+    _rederive_calendar(raw, [k for k, _ in overrides or []])
     try:
         sc = Scenario.model_validate(raw, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
@@ -276,6 +310,24 @@ def scenario_from_dict(
     sc._base_dir = base_dir or Path.cwd()
     _check_files(sc)
     return sc
+
+
+#: what a calendar scenario derives (dropped when an override moves the window)
+_DERIVED = ("duration_s", "start_hour")
+_WINDOW_KEYS = ("simulation.start", "simulation.end", "simulation.warmup_s")
+
+
+def _rederive_calendar(raw: dict[str, Any], keys: list[str]) -> None:
+    """After a ``--set`` of simulation.start, end or warmup_s on a calendar scenario, the
+    derived duration_s and start_hour of a dump (or the file) are dropped, unless also set,
+    so that they are derived anew instead of refused as stale."""
+    sim = raw.get("simulation")
+    if not isinstance(sim, dict) or sim.get("start") is None:
+        return
+    if any(k in _WINDOW_KEYS for k in keys):
+        for f in _DERIVED:
+            if f"simulation.{f}" not in keys:
+                sim.pop(f, None)
 
 
 def load_scenario(
@@ -337,3 +389,47 @@ def _check_files(sc: Scenario) -> None:
     d = sc.workload.diurnal
     if d.kind == "file" and d.path and not sc.resolve_path(d.path).is_file():
         raise ScenarioError(f"{sc.source}: field 'workload.diurnal.path': file not found: {d.path}")
+
+
+# ----------------------------------------------------------------------------- warnings
+def scenario_warnings(sc: Scenario, outside: bool = True) -> list[str]:
+    """Advice on a valid scenario, one sentence each (plain text, no markup): a peak active
+    during the warm-up (its arrivals are not counted), a peak that began before the run (the
+    run starts mid-peak), a peak entirely outside the run (it adds nothing).
+
+    A peak is active from its ramp start to the end of ramp + hold + decay (an exponential
+    decay counts for three time constants). Times are shown as clock times. ``outside``:
+    also report peaks entirely outside the run (a window chosen on purpose often leaves some).
+    """
+    sim = sc.simulation
+    dur = float(sim.duration_s or 0.0)
+    warm = sim.warmup_s
+
+    def clock(t: float) -> str:
+        return calendar_time.format_run_time(t, start=sim.start, warmup_s=warm,
+                                             start_hour=sim.start_hour)
+
+    out: list[str] = []
+    for p, a in zip(sc.workload.peaks, sc.peak_starts_s(), strict=True):
+        b = a + calendar_time.peak_active_s(p.ramp_s, p.hold_s, p.decay_s, p.decay)
+        head = f"peak '{p.name}' is active {clock(a)} to {clock(b)}"
+        if b <= 0 or a >= dur:
+            if not outside:
+                continue
+            knobs = ("the peak's at, or simulation.start/end" if sim.start is not None
+                     else "the peak's start_s, or simulation.duration_s")
+            out.append(f"{head}, entirely outside the run ({clock(0)} to {clock(dur)}), so it "
+                       f"adds nothing: move the peak or the run ({knobs})")
+        elif warm > 0 and a < warm:
+            fix = ("start the window earlier (simulation.start) or shorten simulation.warmup_s"
+                   if sim.start is not None else
+                   "use the calendar form (simulation.start/end and the peak's `at`), which "
+                   "takes the warm-up before the window, or shorten simulation.warmup_s")
+            out.append(f"{head}, during the warm-up {clock(0)} to {clock(warm)} "
+                       f"(simulation.warmup_s = {warm:g} s) whose arrivals the statistics "
+                       f"ignore: {fix}")
+        elif a < 0:
+            out.append(f"{head}: it began before the run ({clock(0)}), which starts mid-peak "
+                       "with idle nodes and empty queues: start the window earlier or take a "
+                       "warm-up (simulation.warmup_s)")
+    return out

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simulator.calendar_time import FORMATS, calendar_text, derived_run, same_hour
 from simulator.policies.registry import allowed_names, validate_params
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -24,12 +25,38 @@ class _Model(BaseModel):
 
 # ----------------------------------------------------------------------------- simulation
 class SimulationCfg(_Model):
-    duration_s: PosFloat = Field(description="simulated horizon, s")
-    warmup_s: NonNegFloat = Field(0.0, description="statistics ignore arrivals before this, s")
+    """The run's time frame, in one of two forms.
+
+    Legacy form: ``duration_s`` (and ``start_hour``); times count from the run's beginning.
+    Calendar form: ``start`` and ``end``, the measurement window in calendar time; the
+    warm-up is taken before it (the run begins at ``start - warmup_s``) and ``duration_s`` and
+    ``start_hour`` are derived (a dumped scenario carries them; they must agree).
+    """
+
+    start: str | None = Field(
+        None, description=f"calendar form: start of the measurement window, {FORMATS}; local "
+        "clock, 86,400-s days, '02-29' only with a year. Needs `end`; peaks then give `at`. The "
+        "run (t = 0, also of traces and autoscaler calendars) begins warmup_s earlier"
+    )
+    end: str | None = Field(
+        None, description="calendar form: end of the measurement window [start, end), same "
+        "formats (years in both or neither; without a year an end before `start` falls in the "
+        "next year). A --set of start, end or warmup_s re-derives duration_s and start_hour"
+    )
+    duration_s: PosFloat | None = Field(
+        None, description="simulated horizon, warm-up included, s. Legacy form: required. "
+        "Calendar form: derived, end - start + warmup_s (a value given must equal it)"
+    )
+    warmup_s: NonNegFloat = Field(
+        0.0, description="statistics ignore arrivals in the first warmup_s of the run, s "
+        "(calendar form: the warm-up lies before `start`)"
+    )
     seed: int = Field(0, ge=0, description="experiment seed; every random stream derives from it")
     timeseries_interval_s: PosFloat = Field(10.0, description="time-series row width, s")
     start_hour: float = Field(
-        0.0, ge=0, lt=24, description="wall-clock hour at t = 0 (diurnal curves use clock time)"
+        0.0, ge=0, lt=24, description="wall-clock hour at t = 0, the run's beginning (diurnal "
+        "curves use clock time). Calendar form: derived from start - warmup_s (a value given "
+        "must equal it)"
     )
     records: str = Field(
         "auto",
@@ -52,8 +79,41 @@ class SimulationCfg(_Model):
                 return v
         raise ValueError("allowed: 'all', 'none', 'auto' or 'sample:P' with 0 < P <= 1")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _calendar(cls, v: Any) -> Any:
+        return None if v is None else calendar_text(v)
+
     @model_validator(mode="after")
-    def _warmup(self) -> SimulationCfg:
+    def _window(self) -> SimulationCfg:
+        if self.start is None:
+            if self.end is not None:
+                raise ValueError("simulation.end needs simulation.start (the calendar form "
+                                 "gives both)")
+            if self.duration_s is None:
+                raise ValueError("simulation.duration_s is required (or give simulation.start "
+                                 "and simulation.end, the calendar form)")
+        else:
+            if self.end is None:
+                raise ValueError("simulation.start needs simulation.end: the measurement window "
+                                 "is [start, end) and duration_s is derived as end - start + "
+                                 "warmup_s")
+            duration, hour = derived_run(self.start, self.end, self.warmup_s)
+            given = self.model_fields_set
+            if ("duration_s" in given and self.duration_s is not None
+                    and abs(self.duration_s - duration) > 1e-6):
+                raise ValueError(
+                    f"simulation.duration_s = {self.duration_s:g} disagrees with simulation."
+                    f"start/end/warmup_s: the run lasts end - start + warmup_s = {duration:g} s. "
+                    "With simulation.start the length is derived: set simulation.end (or "
+                    "warmup_s) instead and remove duration_s")
+            if "start_hour" in given and not same_hour(self.start_hour, hour):
+                raise ValueError(
+                    f"simulation.start_hour = {self.start_hour:g} disagrees with simulation."
+                    f"start ('{self.start}') - warmup_s ({self.warmup_s:g} s): the run begins at "
+                    f"hour {hour:.6g}. With simulation.start the hour is derived: remove "
+                    "start_hour")
+            self.duration_s, self.start_hour = duration, hour
         if self.warmup_s >= self.duration_s:
             raise ValueError("warmup_s must be smaller than duration_s")
         return self
@@ -119,7 +179,15 @@ class DiurnalCfg(_Model):
 
 class PeakCfg(_Model):
     name: str = "peak"
-    start_s: NonNegFloat = Field(description="start of the ramp, s from simulation start")
+    start_s: NonNegFloat | None = Field(
+        None, description="legacy form: start of the ramp, s after the run's beginning (t = 0); "
+        "give exactly one of start_s and `at`"
+    )
+    at: str | None = Field(
+        None, description="calendar form (needs simulation.start): clock time of the start of "
+        "the ramp, formats as simulation.start; a year-less date takes the year nearest to "
+        "simulation.start. May lie before or after the run"
+    )
     ramp_s: NonNegFloat = Field(120.0, description="ramp from base to full level, s")
     hold_s: NonNegFloat = Field(0.0, description="time at full level, s")
     decay_s: NonNegFloat = Field(3600.0, description="decay back to base, s (linear length "
@@ -129,6 +197,18 @@ class PeakCfg(_Model):
         description="full level: x the base curve (relative_to='curve') or x rate_qps ('mean')"
     )
     relative_to: Literal["curve", "mean"] = "mean"
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _calendar(cls, v: Any) -> Any:
+        return None if v is None else calendar_text(v)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> PeakCfg:
+        if (self.start_s is None) == (self.at is None):
+            raise ValueError("give exactly one of 'start_s' (s after the run's beginning) or "
+                             "'at' (a calendar time, with simulation.start)")
+        return self
 
 
 class SizeCfg(_Model):
@@ -454,6 +534,10 @@ class SlaCfg(_Model):
     slo_ms: PosFloat = Field(description="end-to-end latency objective, ms")
     penalty_usd_per_violation: NonNegFloat = Field(0.0, description="USD per violating request")
     penalty_usd_per_degraded: NonNegFloat = Field(0.0, description="USD per degraded request")
+    worst_window_s: PosFloat = Field(
+        300.0, description="length of the sliding window of the worst-window violation rate, "
+        "s; rounded to a whole number of time-series intervals (at least one)"
+    )
 
 
 class CostCfg(_Model):

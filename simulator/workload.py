@@ -9,6 +9,10 @@ length. Arrival processes:
 * ``mmpp``: a Markov-modulated Poisson process (state multipliers rescaled to mean 1) times the
   curve, by thinning;
 * ``trace``: replay of a CSV of timestamps or per-interval counts.
+
+Times are seconds since the run's beginning (``t = 0``; in the calendar form
+``simulation.start - warmup_s``): a trace's time 0 is the run's beginning, and peaks given
+``at`` a calendar time are placed through :meth:`Scenario.peak_starts_s`.
 """
 
 from __future__ import annotations
@@ -141,7 +145,8 @@ class Workload:
         a = w.arrival
         diurnal_path = str(sc.resolve_path(w.diurnal.path)) if w.diurnal.path else None
         diurnal = DiurnalCurve(w.diurnal, diurnal_path, sc.simulation.start_hour)
-        self.curve = ArrivalCurve(a.rate_qps or 0.0, diurnal, w.peaks)
+        # peaks' starts in run seconds: calendar peaks (`at`) resolved against the window
+        self.curve = ArrivalCurve(a.rate_qps or 0.0, diurnal, w.peaks, sc.peak_starts_s())
         self._rng = stream(self.seed, "arrivals")
         self._rng_cls = stream(self.seed, "classes")
         self.classes: list[RequestClassCfg] = list(w.classes)

@@ -7,15 +7,27 @@ from pathlib import Path
 import pytest
 
 from simulator import load_scenario, run
+from simulator.calendar_time import shift
 from simulator.testing import check_invariants
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.toml"))
 
 
+def _short(path: Path, run_s: float = 240.0, warmup_s: float = 20.0) -> list[str]:
+    """Overrides for a run of ``run_s`` (warm-up included) from the scenario's beginning: in
+    the calendar form the window's end moves (the warm-up lies before simulation.start)."""
+    start = load_scenario(path).simulation.start
+    if start is None:
+        length = f"simulation.duration_s={run_s}"
+    else:
+        length = f'simulation.end="{shift(start, run_s - warmup_s)}"'
+    return [length, f"simulation.warmup_s={warmup_s}", "simulation.timeseries_interval_s=10"]
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_shipped_scenario_runs(path: Path) -> None:
-    sc = load_scenario(path, ["simulation.duration_s=240", "simulation.warmup_s=20",
-                              "simulation.timeseries_interval_s=10"])
+    sc = load_scenario(path, _short(path))
+    assert sc.simulation.duration_s == 240.0
     res = run(sc, records="all")
     check_invariants(res)
     assert res.summary["requests"]["arrived"] > 0
@@ -28,9 +40,12 @@ def test_singles_day_peak_is_30x_the_mean(root: Path) -> None:
 
     sc = load_scenario(root / "scenarios/singles_day.toml")
     curve = Workload(sc).curve
-    peak = curve.rate(np.array([14400 + 300.0]))[0]  # 00:05, inside the hold
+    (t0,) = sc.peak_starts_s()  # 00:00 on 11-11, s since the run's beginning
+    p = sc.workload.peaks[0]
+    assert p.ramp_s < 300 < p.ramp_s + p.hold_s
+    peak = curve.rate(np.array([t0 + 300.0]))[0]  # 00:05, inside the hold
     assert peak == pytest.approx(30 * sc.workload.arrival.rate_qps)
-    night = curve.rate(np.array([14400 - 60.0]))[0]  # 23:59, before the ramp
+    night = curve.rate(np.array([t0 - 60.0]))[0]  # 23:59, before the ramp
     assert night < peak / 10
 
 
