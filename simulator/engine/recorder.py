@@ -2,6 +2,12 @@
 
 All statistics count requests that arrive at or after ``simulation.warmup_s`` (the measurement
 window); the time series covers the whole run. Work is vectorised per chunk.
+
+SLA rule (per request, with its class's SLO): a request violates the SLA when it completed with
+latency > SLO, was dropped, timed out, or is still in flight at the end of the run and older
+than the SLO then (``(end_s - arrival) * 1000 > slo_ms``). The violation rate divides by the
+requests that ended plus those in flight past their SLO; younger in-flight requests count in
+neither.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.requests import COMPLETED, DROPPED, PENDING, TIMED_OUT, ChunkView
-from simulator.metrics import LatencySketch, TimeSeries
+from simulator.metrics import LatencySketch, TimeSeries, binned_counts, worst_window
 from simulator.rng import stream
 from simulator.scenario import Scenario
 
@@ -29,13 +35,31 @@ class ClassStats:
         self.dropped = 0
         self.timed_out = 0
         self.in_flight = 0
-        self.violations = 0
+        self.violations = 0  # the module docstring's SLA rule, in-flight violations included
+        self.in_flight_violations = 0  # in flight at the end and older than the SLO then
         self.degraded = 0
         self.latency = LatencySketch()
         self.wait = LatencySketch()
+        # the worst sliding window (metrics.worst_window's dict), set by Recorder.finish
+        self.worst_window: dict[str, Any] | None = None
+
+    @property
+    def sla_requests(self) -> int:
+        """The violation rate's denominator: ended requests and those in flight past the SLO."""
+        return self.completed + self.dropped + self.timed_out + self.in_flight_violations
+
+    def sla_summary(self) -> dict[str, Any]:
+        """violations, violation_rate (NaN when no request counts), in_flight_violations and
+        worst_window (when computed)."""
+        n = self.sla_requests
+        out: dict[str, Any] = {"violations": self.violations,
+                               "violation_rate": self.violations / n if n else math.nan,
+                               "in_flight_violations": self.in_flight_violations}
+        if self.worst_window is not None:
+            out["worst_window"] = dict(self.worst_window)
+        return out
 
     def summary(self, slo_ms: float) -> dict[str, Any]:
-        ended = self.completed + self.dropped + self.timed_out
         return {
             "slo_ms": slo_ms,
             "requests": {
@@ -44,8 +68,7 @@ class ClassStats:
             },
             "latency_ms": latency_summary(self.latency),
             "queue_wait_ms": {k: v for k, v in latency_summary(self.wait).items() if k != "max"},
-            "sla": {"violations": self.violations,
-                    "violation_rate": self.violations / ended if ended else math.nan},
+            "sla": self.sla_summary(),
             "degraded": self.degraded,
         }
 
@@ -124,19 +147,34 @@ class RecordSink:
 
 
 class Recorder:
-    """Collects statistics from finished chunks of requests."""
+    """Collects statistics from finished chunks of requests.
 
-    def __init__(self, sc: Scenario, series: TimeSeries, sink: RecordSink) -> None:
+    ``end_s``: the run's end (s), when requests still in flight are judged against their SLO;
+    ``series`` must count the scenario's classes (``TimeSeries(..., class_names)``). Call
+    :meth:`finish` after the last chunk.
+    """
+
+    def __init__(self, sc: Scenario, series: TimeSeries, sink: RecordSink, end_s: float) -> None:
         self.warmup_s = sc.simulation.warmup_s
+        self.end_s = float(end_s)
         self.series = series
         self.sink = sink
         self.slo_ms = np.asarray(
             [c.slo_ms or sc.sla.slo_ms for c in sc.workload.classes], dtype=float
         )
         self.class_names = [c.name for c in sc.workload.classes]
+        if series.class_names != self.class_names:
+            raise ValueError("the time series must count the scenario's request classes")
         self.classes = [ClassStats() for _ in sc.workload.classes]
         self.total = ClassStats()
         self.total_arrivals_all = 0  # including warm-up
+        # per class, by arrival interval, whole run: requests in the violation rate's
+        # denominator (the violations themselves are the series' class_violations)
+        self.counted_by_interval = np.zeros((len(self.classes), series.n), dtype=np.int64)
+        iv = series.interval_s
+        # worst window: whole intervals, the first one starting at or after the warm-up
+        self.window_intervals = max(1, round(sc.sla.worst_window_s / iv))
+        self.first_window_interval = max(0, math.ceil(self.warmup_s / iv - 1e-9))
 
     def on_chunk(self, v: ChunkView) -> None:
         """Account for one finished chunk (called by the request table)."""
@@ -151,35 +189,61 @@ class Recorder:
         s.latency_by_arrival(v.t[done], lat_all)
         self.sink.add(v)
 
+        # the SLA rule (module docstring), whole run: series and worst-window counts
+        k = len(self.classes)
+        cls_all = v.cls.astype(np.int64)
+        slo = self.slo_ms[cls_all]
+        pending = v.outcome == PENDING
+        late = pending & ((self.end_s - v.t) * 1000.0 > slo)  # in flight past the SLO
+        over = np.zeros(len(v.t), dtype=bool)
+        over[done] = lat_all > slo[done]
+        viol = over | (v.outcome == DROPPED) | (v.outcome == TIMED_OUT) | late
+        s.count_classes(v.t, cls_all, viol)
+        counted = ~pending | late
+        if counted.any():
+            lo, c = binned_counts(s.bin_of(v.t[counted]), cls_all[counted], k)
+            self.counted_by_interval[:, lo:lo + c.shape[1]] += c
+
         m = v.t >= self.warmup_s
         if not m.any():
             return
-        cls = v.cls[m].astype(np.int64)
+        cls = cls_all[m]
         out = v.outcome[m]
         lat = (v.finish[m] - v.t[m]) * 1000.0
         wait = (v.start[m] - v.t[m]) * 1000.0
-        k = len(self.classes)
         counts = np.zeros((4, k), dtype=np.int64)
         np.add.at(counts, (out.astype(np.int64), cls), 1)
-        viol_lat = (out == COMPLETED) & (lat > self.slo_ms[cls])
-        viol = np.bincount(cls[viol_lat], minlength=k) + counts[DROPPED] + counts[TIMED_OUT]
+        n_viol = np.bincount(cls[viol[m]], minlength=k)
+        n_late = np.bincount(cls[late[m]], minlength=k)
         deg = v.degraded[m].astype(bool)
         for i, st in enumerate(self.classes):
             sel = cls == i
             st.degraded += int((deg & sel).sum())
-            self._add(st, counts[:, i], int(viol[i]), lat[sel & (out == COMPLETED)],
-                      wait[sel & (out == COMPLETED)])
+            self._add(st, counts[:, i], int(n_viol[i]), int(n_late[i]),
+                      lat[sel & (out == COMPLETED)], wait[sel & (out == COMPLETED)])
         self.total.degraded += int(deg.sum())
-        self._add(self.total, counts.sum(axis=1), int(viol.sum()), lat[out == COMPLETED],
-                  wait[out == COMPLETED])
+        self._add(self.total, counts.sum(axis=1), int(n_viol.sum()), int(n_late.sum()),
+                  lat[out == COMPLETED], wait[out == COMPLETED])
+
+    def finish(self) -> None:
+        """After the last chunk: the worst window of every class and of all requests."""
+        iv = self.series.interval_s
+        viol = self.series.class_violations
+        args = (self.first_window_interval, self.window_intervals, iv)
+        for i, st in enumerate(self.classes):
+            st.worst_window = worst_window(viol[i], self.counted_by_interval[i], *args)
+        self.total.worst_window = worst_window(viol.sum(axis=0),
+                                               self.counted_by_interval.sum(axis=0), *args)
 
     @staticmethod
-    def _add(st: ClassStats, c: np.ndarray, viol: int, lat: np.ndarray, wait: np.ndarray) -> None:
+    def _add(st: ClassStats, c: np.ndarray, viol: int, late: int, lat: np.ndarray,
+             wait: np.ndarray) -> None:
         st.arrived += int(c.sum())
         st.completed += int(c[COMPLETED])
         st.dropped += int(c[DROPPED])
         st.timed_out += int(c[TIMED_OUT])
         st.in_flight += int(c[PENDING])
         st.violations += viol
+        st.in_flight_violations += late
         st.latency.add(lat)
         st.wait.add(wait)

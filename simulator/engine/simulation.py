@@ -80,16 +80,18 @@ class Simulation:
         autoscalers = [self._autoscaler(pc) for pc in sc.cluster.pools]
 
         # measurement and the request table
-        self.series = TimeSeries(self.duration_s, sc.simulation.timeseries_interval_s)
+        class_names = [c.name for c in sc.workload.classes]
+        self.series = TimeSeries(self.duration_s, sc.simulation.timeseries_interval_s,
+                                 class_names)
         mode = records or sc.simulation.records
         if mode == "auto":
             expected = self.workload.mean_rate_qps() * self.duration_s
             mode = "all" if expected <= 1e6 else f"sample:{max(1e6 / expected, 1e-6):.6g}"
         self.records_mode = mode
-        self.sink = RecordSink(mode, self.seed, records_path,
-                               [c.name for c in sc.workload.classes], self.nodes.pool_of,
+        self.sink = RecordSink(mode, self.seed, records_path, class_names, self.nodes.pool_of,
                                [p.name for p in self.pools])
-        self.recorder = Recorder(sc, self.series, self.sink)
+        # requests still in flight at duration_s are judged against their SLO then
+        self.recorder = Recorder(sc, self.series, self.sink, end_s=self.duration_s)
         self.table = RequestTable(self.workload.chunks(), self.recorder.on_chunk)
 
         # serving, dispatch, degradation
@@ -226,6 +228,7 @@ class Simulation:
                     p.min_billing_extra_s += p.cfg.min_billing_s - (end - born)
         self.server.finish()
         self.table.flush_all()
+        self.recorder.finish()
         return self.sink.close()
 
     def _record(self, records: pd.DataFrame | None) -> RunRecord:

@@ -30,6 +30,7 @@ from simulator.testing.invariants import (
     check_invariants,
     check_queue_limits,
     check_readiness,
+    check_sla,
 )
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
     "check_queue_limits",
     "check_readiness",
     "check_router",
+    "check_sla",
     "strategies",
 ]

@@ -3,7 +3,8 @@
 Needs per-request records in memory (``run(..., records="all")``). Each check raises
 :class:`InvariantError` naming the invariant and the first offending request (or instant).
 The checks follow docs/architecture.md: conservation, causality, capacity, monotone clock,
-readiness, fleet bounds, billing; :func:`check_deterministic` runs a scenario twice.
+readiness, fleet bounds, billing, and SLA accounting (:func:`check_sla`);
+:func:`check_deterministic` runs a scenario twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     Conservation, causality, capacity (one batch per node, batch size), monotone clock,
     readiness (work only to ready nodes), fleet bounds (desired and billed nodes within
     [min_nodes, max_nodes]) and billing (node-seconds = integral of provisioned nodes, compute
-    cost = node-seconds x price). Raises :class:`InvariantError` on the first broken one.
+    cost = node-seconds x price) and SLA accounting (:func:`check_sla`). Raises
+    :class:`InvariantError` on the first broken one.
     """
     rec: pd.DataFrame | None = result.records
     s = result.summary
@@ -44,6 +46,7 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     check_readiness(result)
     check_fleet_bounds(result)
     check_billing(result)
+    check_sla(result)
 
 
 def check_conservation(s: dict[str, Any], rec: pd.DataFrame) -> None:
@@ -367,6 +370,101 @@ def _min_billing_topups(lives: pd.DataFrame, min_s: float, t_lo: float,
             if end >= t_lo - 1e-9:
                 hi += top
     return lo, hi
+
+
+# ----------------------------------------------------------------------------- SLA accounting
+def check_sla(result: Any) -> None:
+    """SLA accounting agrees in the summary, the time series and the records.
+
+    * per class, violations and in-flight violations sum to the totals, and every violation
+      rate is violations / (completed + dropped + timed_out + in_flight_violations);
+    * the time series' ``violations.<class>`` columns sum to ``violations``, its
+      ``arrivals.<class>`` to ``arrivals``; with a warm-up of whole intervals, ``violations``
+      summed over the measurement window equals ``sla.violations``;
+    * with every record in memory, the violations rebuilt from the records with each class's
+      SLO (completed with latency > SLO, dropped, timed out, or in flight at the end and older
+      than the SLO then) equal the summary's (measurement window, per class and in total) and
+      the time series' (by arrival interval, whole run).
+    """
+    s = result.summary
+    sla = s["sla"]
+    classes = s.get("classes", {})
+    if classes:
+        for key in ("violations", "in_flight_violations"):
+            if key not in sla:
+                continue
+            parts = sum(int(c["sla"][key]) for c in classes.values())
+            if parts != int(sla[key]):
+                raise InvariantError(f"SLA accounting: per-class {key} sum to {parts}, total "
+                                     f"sla.{key} is {sla[key]}")
+    r = s["requests"]
+    for label, block, req in [("total", sla, r), *((f"class {n}", c["sla"], c["requests"])
+                                                    for n, c in classes.items())]:
+        if "in_flight_violations" not in block:
+            continue
+        n = req["completed"] + req["dropped"] + req["timed_out"] + block["in_flight_violations"]
+        rate = block["violations"] / n if n else float("nan")
+        if not np.isclose(block["violation_rate"], rate, rtol=1e-12, atol=0, equal_nan=True):
+            raise InvariantError(f"SLA accounting: {label} violation rate "
+                                 f"{block['violation_rate']} != {block['violations']} / {n}")
+    ts = result.timeseries
+    if ts is None or not len(ts) or "violations" not in ts.columns:
+        return
+    names = list(classes)
+    per_class = [f"violations.{n}" for n in names]
+    if names and all(c in ts.columns for c in per_class):
+        tot = ts[per_class].to_numpy(dtype=np.int64).sum(axis=1)
+        bad = np.flatnonzero(tot != ts["violations"].to_numpy(dtype=np.int64))
+        if len(bad):
+            raise InvariantError(f"SLA accounting: time-series violations.<class> sum to "
+                                 f"{int(tot[bad[0]])} != violations at t_s = "
+                                 f"{ts['t_s'].iloc[bad[0]]}")
+        arr = ts[[f"arrivals.{n}" for n in names]].to_numpy(dtype=np.int64).sum(axis=1)
+        bad = np.flatnonzero(arr != ts["arrivals"].to_numpy(dtype=np.int64))
+        if len(bad):
+            raise InvariantError(f"SLA accounting: time-series arrivals.<class> sum to "
+                                 f"{int(arr[bad[0]])} != arrivals at t_s = "
+                                 f"{ts['t_s'].iloc[bad[0]]}")
+    iv = float(result.scenario.simulation.timeseries_interval_s)
+    warm, dur = float(s["warmup_s"]), float(s["sim_duration_s"])
+    if abs(round(warm / iv) * iv - warm) < 1e-9:
+        in_window = ts["violations"][ts["t_s"] >= warm - 1e-9].sum()
+        if int(in_window) != int(sla["violations"]):
+            raise InvariantError(f"SLA accounting: time-series violations over the "
+                                 f"measurement window sum to {int(in_window)} != "
+                                 f"sla.violations {sla['violations']}")
+    rec = result.records
+    if rec is None or len(rec) != r["arrived_incl_warmup"] or not names:
+        return
+    slo = rec["class"].map({n: float(c["slo_ms"]) for n, c in classes.items()})
+    slo = slo.to_numpy(dtype=float)
+    arrival = rec["arrival_s"].to_numpy(dtype=float)
+    outcome = rec["outcome"].to_numpy()
+    lat = (rec["finish_s"].to_numpy(dtype=float) - arrival) * 1000.0
+    with np.errstate(invalid="ignore"):
+        viol = (((outcome == "completed") & (lat > slo)) | (outcome == "dropped")
+                | (outcome == "timed_out")
+                | ((outcome == "in_flight") & ((dur - arrival) * 1000.0 > slo)))
+    cls = rec["class"].astype(str).to_numpy()
+    warm_m = arrival >= warm
+    for label, block, m in [("total", sla, np.ones(len(rec), dtype=bool)),
+                            *((f"class {n}", c["sla"], cls == n) for n, c in classes.items())]:
+        got = int((viol & m & warm_m).sum())
+        if got != int(block["violations"]):
+            raise InvariantError(f"SLA accounting: {label} has {got} violations in the records "
+                                 f"but {block['violations']} in the summary")
+    b = np.clip((arrival / iv).astype(np.int64), 0, len(ts) - 1)
+    cols = [("violations", np.ones(len(rec), dtype=bool)),
+            *((f"violations.{n}", cls == n) for n in names)]
+    for col, m in cols:
+        if col not in ts.columns:
+            continue
+        want = np.bincount(b[viol & m], minlength=len(ts))
+        bad = np.flatnonzero(want != ts[col].to_numpy(dtype=np.int64))
+        if len(bad):
+            raise InvariantError(f"SLA accounting: time-series {col} at t_s = "
+                                 f"{ts['t_s'].iloc[bad[0]]} is {int(ts[col].iloc[bad[0]])} "
+                                 f"but the records give {int(want[bad[0]])}")
 
 
 # ----------------------------------------------------------------------------- determinism
