@@ -184,6 +184,7 @@ class RunTask:
     labels: dict[str, Any]
     extra_metrics: tuple[str, ...] = ()
     series_column: str | None = None  # return this time-series column (warm-up detection)
+    keep_series: bool = False  # return the whole time series (compare timelines)
 
 
 def run_task(task: RunTask) -> dict[str, Any]:
@@ -204,7 +205,24 @@ def run_task(task: RunTask) -> dict[str, Any]:
     if task.series_column:
         row["_t_s"] = res.timeseries["t_s"].to_numpy().tolist()
         row["_series"] = res.timeseries[task.series_column].to_numpy().tolist()
+    if task.keep_series:
+        row["_timeseries"] = series_with_fleet(res.timeseries, res.extras.get("timeseries_pools"))
     return row
+
+
+def series_with_fleet(ts: pd.DataFrame, pools: pd.DataFrame | None) -> pd.DataFrame:
+    """A run's time series plus ``ready_nodes`` and ``desired_nodes`` summed over its pools
+    (per interval, from the pool series; NaN where a pool series is absent)."""
+    out = ts.copy()
+    if pools is None or pools.empty:
+        out["ready_nodes"] = float("nan")
+        out["desired_nodes"] = float("nan")
+        return out
+    tot = pools.groupby("t_s", sort=True)[["ready", "desired"]].sum()
+    idx = pd.Index(out["t_s"])
+    out["ready_nodes"] = tot["ready"].reindex(idx).to_numpy(float)
+    out["desired_nodes"] = tot["desired"].reindex(idx).to_numpy(float)
+    return out
 
 
 def wait_exceeds(records: pd.DataFrame, warmup_s: float, t_ms: float) -> float:

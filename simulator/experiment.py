@@ -28,12 +28,14 @@ from analysis import stats
 from simulator.executors import Executor, Override, Runner, RunTask
 from simulator.output import write_json, write_parquet
 from simulator.policies.registry import load_plugins, policy_modules
+from simulator.provenance import command_line, format_override, provenance
 from simulator.scenario import (
     Scenario,
     ScenarioError,
     parse_overrides,
     parse_value,
     scenario_from_dict,
+    scenario_warnings,
 )
 
 #: short metric names (CLI, constraints) -> columns of the per-run table
@@ -42,6 +44,7 @@ ALIASES: dict[str, str] = {
     "p99_ms": "latency_ms.p99", "p95_ms": "latency_ms.p95", "p50_ms": "latency_ms.p50",
     "mean_ms": "latency_ms.mean", "utilization": "utilization", "node_hours": "node_hours",
     "wait_mean_ms": "queue_wait_ms.mean", "wait_p99_ms": "queue_wait_ms.p99",
+    "worst_window_violation_rate": "sla.worst_window.violation_rate",
 }
 #: (label, column, unit) of the figures ``compare`` reports; lower is better for all four
 HEADLINE: tuple[tuple[str, str, str], ...] = (
@@ -53,6 +56,47 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
 def metric_column(name: str) -> str:
     """Column of the per-run table for a metric name (alias, ``wait_exceeds:T_MS`` or dotted)."""
     return ALIASES.get(name, name)
+
+
+#: top-level sections of summary.json a dotted metric may start with
+SUMMARY_SECTIONS = ("requests", "latency_ms", "queue_wait_ms", "sla", "utilization", "nodes",
+                    "cost_usd", "degradation", "batches", "pools", "queues", "classes",
+                    "node_hours")
+
+
+def check_metrics(names: Sequence[str], sc: Scenario) -> None:
+    """Refuse metric names no run can produce, before any run (naming the allowed forms).
+
+    Allowed: the short names of ``ALIASES``, ``wait_exceeds:T_MS`` and dotted summary fields
+    (``classes.<class>.sla.violation_rate``, ``pools.<pool>.utilization``, ...); class and
+    pool names must exist in the scenario.
+    """
+    classes = [c.name for c in sc.workload.classes]
+    pools = [p.name for p in sc.cluster.pools]
+    for name in names:
+        if name in ALIASES:
+            continue
+        if name.startswith("wait_exceeds:"):
+            try:
+                float(name.split(":", 1)[1])
+                continue
+            except ValueError:
+                raise ValueError(f"metric '{name}': expected wait_exceeds:T_MS with T_MS a "
+                                 "number of milliseconds") from None
+        head, _, rest = name.partition(".")
+        if head not in SUMMARY_SECTIONS or (head not in ("utilization", "node_hours")
+                                            and not rest):
+            raise ValueError(f"unknown metric '{name}': use {', '.join(ALIASES)}, "
+                             "wait_exceeds:T_MS or a dotted summary field such as "
+                             "sla.violation_rate or classes.<class>.sla.violation_rate")
+        for section, known in (("classes", classes), ("pools", pools)):
+            if head == section:
+                item = next((k for k in sorted(known, key=len, reverse=True)
+                             if rest == k or rest.startswith(k + ".")), None)
+                if item is None:
+                    what = "class" if section == "classes" else "pool"
+                    raise ValueError(f"metric '{name}': no {what} of that name; {section}: "
+                                     + ", ".join(known))
 
 
 def replication_seed(experiment_seed: int, r: int) -> int:
@@ -206,7 +250,7 @@ def run_warnings(runs: pd.DataFrame, min_requests_per_node: float) -> list[str]:
     if len(runs) and float(per_node.min()) < min_requests_per_node:
         out.append(f"runs too short for the asked precision: as few as {per_node.min():.0f} "
                    f"requests per node after warm-up (< {min_requests_per_node:g}); lengthen "
-                   "simulation.duration_s")
+                   "the run (simulation.end, or simulation.duration_s)")
     if "overloaded" in runs and runs["overloaded"].astype(bool).any():
         n = int(runs["overloaded"].astype(bool).sum())
         out.append(f"{n} run(s) overloaded: no steady state, means depend on the run length")
@@ -246,7 +290,13 @@ def parse_variants(spec: Sequence[str] | Mapping[str, Any] | None, base: Base
     if isinstance(spec, Mapping):
         out = {str(k): as_overrides(v) for k, v in spec.items()}
     else:
-        out = dict(_parse_variant(s) for s in spec)
+        pairs = [_parse_variant(s) for s in spec]
+        names = [name for name, _ in pairs]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ScenarioError(f"--variant: name {', '.join(repr(x) for x in dup)} given more "
+                                "than once (each variant needs its own name)")
+        out = dict(pairs)
     for name, ov in out.items():
         try:
             base.validate(ov)
@@ -286,7 +336,9 @@ def _verdict(label: str, ci: stats.CI) -> str:
 # ----------------------------------------------------------------------------- compare
 @dataclass
 class CompareResult:
-    """Per-run table, per-variant CIs, paired differences against the baseline, and warnings."""
+    """Per-run table, per-variant CIs, paired differences against the baseline, each run's
+    time series (``variant``, ``replication`` and the run's time-series columns), and
+    warnings."""
 
     runs: pd.DataFrame
     table: pd.DataFrame  # variant, metric, unit, mean, lo, hi, half_width, rel_precision, n
@@ -294,6 +346,7 @@ class CompareResult:
     baseline: str
     meta: dict[str, Any]
     warnings: list[str]
+    timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``compare.json``."""
@@ -302,8 +355,10 @@ class CompareResult:
                 "differences": self.diffs.to_dict(orient="records"), "warnings": self.warnings}
 
     def write(self, out_dir: Path) -> None:
-        """Atomically write ``compare.json`` and ``runs.parquet`` into ``out_dir``."""
+        """Atomically write ``compare.json``, ``runs.parquet`` and ``timeseries.parquet``."""
         write_parquet(Path(out_dir) / "runs.parquet", self.runs)
+        if not self.timeseries.empty:
+            write_parquet(Path(out_dir) / "timeseries.parquet", self.timeseries)
         write_json(Path(out_dir) / "compare.json", self.to_dict())
 
 
@@ -317,7 +372,8 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
                                                 "node_hours"),
             min_requests_per_node: float = 200.0, executor: Executor | None = None,
             workers: int | None = None, dask: str | None = None, progress: bool = False,
-            out_dir: Path | None = None, plugins: Sequence[str] = ()) -> CompareResult:
+            out_dir: Path | None = None, plugins: Sequence[str] = (),
+            keep_series: bool = True) -> CompareResult:
     """Run every variant R times with common random numbers and compare them to ``baseline``.
 
     ``variants``: ``["NAME:key=value,key=value", ...]``, ``{NAME: {key: value}}`` or None for
@@ -326,8 +382,12 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     fraction of its mean (at most ``max_replications``); otherwise ``replications`` runs
     (default: the file's ``compare.replications``, else 10). ``warmup``: see
     :func:`resolve_warmup`. Results are also written to ``out_dir`` when given. ``plugins``:
-    modules that register policies (see :func:`load_base`).
+    modules that register policies (see :func:`load_base`). ``keep_series``: keep every run's
+    time series (``CompareResult.timeseries``, ``timeseries.parquet``) for the timeline report.
     """
+    if replications is not None and replications < 2:
+        raise ValueError(f"replications = {replications}: need at least 2 for a confidence "
+                         "interval")
     base = load_base(scenario, plugins)
     ctab = base.tables.get("compare", {})
     vs = parse_variants(variants, base)
@@ -340,6 +400,7 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     seed = base.seed if seed is None else seed
     common = as_overrides(overrides)
     rows: list[dict[str, Any]] = []
+    series: list[pd.DataFrame] = []
     warns: list[str] = []
     with Runner(executor, workers, dask, progress) as runner:
         base.require_portable(runner.executor)
@@ -347,9 +408,15 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
 
         def batch(r0: int, r1: int) -> None:
             tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(common + ov + wov),
-                             replication_seed(seed, r), {"variant": name, "replication": r})
+                             replication_seed(seed, r), {"variant": name, "replication": r},
+                             keep_series=keep_series)
                      for r in range(r0, r1) for name, ov in vs.items()]
-            rows.extend(runner.run(tasks, f"compare: replications {r0 + 1}-{r1}"))
+            for row in runner.run(tasks, f"compare: replications {r0 + 1}-{r1}"):
+                ts = row.pop("_timeseries", None)
+                if ts is not None:
+                    series.append(ts.assign(variant=row["variant"],
+                                            replication=row["replication"]))
+                rows.append(row)
 
         n = replications or min_replications
         batch(0, n)
@@ -371,9 +438,13 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     runs = pd.DataFrame(rows)
     table, diffs = [], []
     base_runs = runs[runs["variant"] == baseline]
+    sc_first = base.validate(common + next(iter(vs.values())) + wov)
+    per_class = [] if len(sc_first.workload.classes) < 2 else [
+        (f"violation_rate[{c.name}]", f"classes.{c.name}.sla.violation_rate", "")
+        for c in sc_first.workload.classes]
     for name in vs:
         mine = runs[runs["variant"] == name]
-        for label, col, unit in HEADLINE:
+        for label, col, unit in [*HEADLINE, *per_class]:
             ci = stats.t_ci(mine[col], level)
             table.append({"variant": name, "metric": label, "unit": unit, **ci.as_dict(),
                           "rel_precision": ci.rel_precision})
@@ -382,13 +453,41 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
                 diffs.append({"variant": name, "baseline": baseline, "metric": label,
                               "unit": unit, **d.as_dict(), "verdict": _verdict(label, d)})
     warns += winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
-    meta = {"scenario": base.source, "seed": seed, "replications": n, "level": level,
+    as_run = {name: base.validate(common + ov + wov) for name, ov in vs.items()}
+    warns += list(dict.fromkeys(w for sc in as_run.values()
+                                for w in scenario_warnings(sc, outside=False)))
+    opts: list[tuple[str, Any]] = [("--variant", f"{name}:" + ",".join(
+        format_override(a, b) for a, b in ov)) for name, ov in vs.items()]
+    opts += [("--baseline", baseline), ("--seed", seed)]
+    opts += ([("--rel-precision", rel_precision), ("--max-replications", max_replications)]
+             if rel_precision is not None else [("--replications", n)])
+    opts += [("--set", format_override(a, b)) for a, b in common]
+    if warmup is not None:
+        opts.append(("--warmup", warmup))
+    opts += [("--plugin", p) for p in plugins]
+    cmd = command_line("compare", base.source, opts)
+    first = next(iter(as_run.values()))
+    meta = {"scenario": base.source, "scenario_name": first.name, "seed": seed,
+            "replications": n, "level": level,
             "rel_precision_target": rel_precision, "executor": executor_name,
             "ci_method": stats.T_METHOD, "difference_method": stats.PAIRED_METHOD,
             "seeds": "replication r uses SeedSequence(seed).spawn child r, same for every "
                      "variant (common random numbers)",
-            "warmup": winfo, "variants": {k: [f"{a}={b}" for a, b in v] for k, v in vs.items()}}
-    res = CompareResult(runs, pd.DataFrame(table), pd.DataFrame(diffs), baseline, meta, warns)
+            "warmup": winfo, "overrides": [format_override(a, b) for a, b in common],
+            "variants": {k: [format_override(a, b) for a, b in v] for k, v in vs.items()},
+            "command": cmd,
+            "provenance": provenance(
+                base.validate(common + wov), source=base.source, overrides=common, seed=seed,
+                replication_seeds=[replication_seed(seed, r) for r in range(n)], command=cmd,
+                warmup=winfo, variant_overrides=vs, extra_inputs=list(as_run.values())),
+            "scenarios_as_run": {k: v.model_dump(mode="json") for k, v in as_run.items()}}
+    ts_all = pd.DataFrame()
+    if series:
+        ts_all = pd.concat(series, ignore_index=True)
+        ts_all = ts_all[["variant", "replication",
+                         *[c for c in ts_all.columns if c not in ("variant", "replication")]]]
+    res = CompareResult(runs, pd.DataFrame(table), pd.DataFrame(diffs), baseline, meta, warns,
+                        ts_all)
     for w in warns:
         _warnings.warn(w, ExperimentWarning, stacklevel=2)
     if out_dir is not None:
@@ -451,4 +550,33 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     df = pd.DataFrame([r for r in rows if r is not None])
     if out_dir is not None:
         write_parquet(Path(out_dir) / "sweep.parquet", df)
+        write_json(Path(out_dir) / "sweep.json",
+                   sweep_meta(base, common, points, grid, replications, seed, extra_metrics,
+                              plugins))
     return df
+
+
+def sweep_meta(base: Base, common: list[Override], points: list[dict[str, Any]],
+               grid: Mapping[str, Sequence[Any] | str], replications: int, seed: int,
+               extra_metrics: Sequence[str], plugins: Sequence[str]) -> dict[str, Any]:
+    """The content of ``sweep.json``: grid, provenance, the scenario as run, the command."""
+    def values(v: Sequence[Any] | str) -> list[Any]:
+        return [parse_value(x.strip()) for x in v.split(",")] if isinstance(v, str) else list(v)
+
+    opts: list[tuple[str, Any]] = [("--grid", f"{k}=" + ",".join(str(x) for x in values(v)))
+                                   for k, v in grid.items()]
+    opts += [("--replications", replications), ("--seed", seed)]
+    opts += [("--metric", m) for m in extra_metrics]
+    opts += [("--set", format_override(a, b)) for a, b in common]
+    opts += [("--plugin", p) for p in plugins]
+    cmd = command_line("sweep", base.source, opts)
+    sc = base.validate(common)
+    return {"scenario": base.source, "scenario_name": sc.name, "seed": seed,
+            "replications": replications, "grid": {k: values(v) for k, v in grid.items()},
+            "points": len(points), "metrics": list(extra_metrics), "command": cmd,
+            "provenance": provenance(
+                sc, source=base.source, overrides=common, seed=seed,
+                replication_seeds=[replication_seed(seed, r) for r in range(replications)],
+                command=cmd, extra_inputs=[base.validate(common + list(p.items()))
+                                           for p in points[:50]]),
+            "scenario_as_run": sc.model_dump(mode="json")}

@@ -66,6 +66,15 @@ def _fmt(v: float, unit: str = "") -> str:
     return f"{v:,.4g}"
 
 
+def metric_label(metric: str, unit: str = "") -> str:
+    """``p99_ms`` + ``ms`` -> ``p99 (ms)``; ``cost`` + ``USD`` -> ``cost (USD)``: one unit."""
+    metric, _, cls = metric.partition("[")
+    name = metric[: -len(unit) - 1] if unit and metric.endswith("_" + unit) else metric
+    name = name.replace("_hours", "-hours").replace("_", " ")
+    name = f"{name}, class {cls.rstrip(']')}" if cls else name
+    return f"{name} ({unit})" if unit else name
+
+
 def _print_warnings(ws: list[str]) -> None:
     for w in ws:
         err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
@@ -106,14 +115,14 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
     for col in ("variant", "metric", "mean", "95% CI"):
         t.add_column(col, justify="left" if col in ("variant", "metric") else "right")
     for r in res.table.to_dict(orient="records"):
-        t.add_row(r["variant"], f"{r['metric']} {r['unit']}".strip(), _fmt(r["mean"], r["unit"]),
+        t.add_row(r["variant"], metric_label(r["metric"], r["unit"]), _fmt(r["mean"], r["unit"]),
                   f"[{_fmt(r['lo'], r['unit'])}, {_fmt(r['hi'], r['unit'])}]")
     console.print(t)
     d = Table(title=f"paired differences vs '{res.baseline}' ({m['difference_method']})")
     for col in ("variant", "metric", "difference", "95% CI", "verdict"):
         d.add_column(col, justify="right" if col in ("difference", "95% CI") else "left")
     for r in res.diffs.to_dict(orient="records"):
-        d.add_row(r["variant"], f"{r['metric']} {r['unit']}".strip(), _fmt(r["mean"], r["unit"]),
+        d.add_row(r["variant"], metric_label(r["metric"], r["unit"]), _fmt(r["mean"], r["unit"]),
                   f"[{_fmt(r['lo'], r['unit'])}, {_fmt(r['hi'], r['unit'])}]", r["verdict"])
     console.print(d)
     console.print(f"warm-up: {m['warmup']['method']}, {m['warmup']['warmup_s']:g} s; "
@@ -153,21 +162,70 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
     df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed, overrides=sets,
                extra_metrics=metrics, workers=workers, dask=dask, progress=True,
                plugins=plugins)
+    console.print(sweep_table(df, list(_grid(grid)), list(metrics)))
     console.print(f"{len(df)} runs; results: {out_dir / 'sweep.parquet'} "
-                  f"(one file per run under {out_dir / 'runs'})")
+                  f"(one file per run under {out_dir / 'runs'})", markup=False,
+                  highlight=False)
+
+
+#: (column, label) of the per-point sweep table
+SWEEP_COLUMNS = (("cost_usd.total", "cost (USD)"), ("sla.violation_rate", "violation rate"),
+                 ("latency_ms.p99", "p99 (ms)"), ("utilization", "utilisation"),
+                 ("node_hours", "node-hours"))
+
+
+def sweep_table(df: object, params: list[str], extra: list[str]) -> Table:
+    """Means and 95% CIs per grid point (over replications) as a rich table."""
+    import pandas as pd
+
+    from analysis import stats
+
+    assert isinstance(df, pd.DataFrame)
+    cols = [(c, lab) for c, lab in SWEEP_COLUMNS if c in df.columns]
+    classes = sorted({c.split(".")[1] for c in df.columns
+                      if c.startswith("classes.") and c.endswith(".sla.violation_rate")})
+    if len(classes) > 1:
+        cols += [(f"classes.{c}.sla.violation_rate", f"{c} violation rate") for c in classes]
+    cols += [(m, m) for m in extra if m in df.columns]
+    t = Table(title=f"sweep: mean [95% CI] over replications per point ({len(df)} runs)")
+    for p in params:
+        t.add_column(p, justify="right")
+    t.add_column("runs", justify="right")
+    for _, lab in cols:
+        t.add_column(lab, justify="right")
+    if df.empty:
+        return t
+    keys = [p for p in params if p in df.columns]
+    groups = df.groupby(keys, sort=False, dropna=False) if keys else [((), df)]
+    for gkey, g in groups:
+        vals = gkey if isinstance(gkey, tuple) else (gkey,)
+        cells = []
+        for c, lab in cols:
+            ci = stats.t_ci(pd.to_numeric(g[c], errors="coerce"))
+            pct = lab.endswith("violation rate") or lab == "utilisation"
+            f = (lambda v: "n/a" if not math.isfinite(v) else f"{100 * v:.3g}%") if pct \
+                else _num
+            cells.append(f(ci.mean) if ci.n < 2 else f"{f(ci.mean)} [{f(ci.lo)}, {f(ci.hi)}]")
+        t.add_row(*[str(v) for v in vals], str(len(g)), *cells)
+    return t
 
 
 @click.command("plan")
 @click.argument("scenario", type=_path)
 @click.option("--vary", "vary", multiple=True, required=True,
               metavar="KEY[:LO..HI] | KEY=V1,V2",
-              help="Knob to search: integer range (bisected) or list of values.")
+              help="Knob to search: integer range (capacity: feasibility grows with it) or a "
+                   "list of values (repeatable).")
 @click.option("--objective", default="cost", show_default=True,
               help="Metric to minimise (cost, node_hours, p99_ms, ... or a summary field).")
 @click.option("--constraint", "constraints", multiple=True, required=True,
               metavar="METRIC<=VALUE",
-              help="violation_rate, p99_ms, p95_ms, p50_ms, mean_ms, cost, utilization, "
-                   "wait_exceeds:T_MS or a dotted summary field (repeatable).")
+              help="violation_rate, worst_window_violation_rate, p99_ms, p95_ms, p50_ms, "
+                   "mean_ms, cost, utilization, wait_exceeds:T_MS or a dotted summary field "
+                   "such as classes.ads.sla.violation_rate (repeatable).")
+@click.option("--method", type=click.Choice(["search", "exhaustive"]), default="search",
+              show_default=True, help="search: feasible region by bisection, then candidates "
+              "by a lower bound on the objective; exhaustive: every point of the grid.")
 @click.option("--min-replications", type=int, default=4, show_default=True)
 @click.option("--max-replications", type=int, default=40, show_default=True)
 @click.option("--cap", type=int, default=1024, show_default=True,
@@ -175,18 +233,19 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
 @_warmup_opt
 @_common
 def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
-             constraints: tuple[str, ...], min_replications: int, max_replications: int, cap: int,
-             warmup: str | None, seed: int | None, sets: tuple[str, ...], workers: int | None,
-             dask: str | None, out: Path | None, plugins: tuple[str, ...]) -> None:
+             constraints: tuple[str, ...], method: str, min_replications: int,
+             max_replications: int, cap: int, warmup: str | None, seed: int | None,
+             sets: tuple[str, ...], workers: int | None, dask: str | None, out: Path | None,
+             plugins: tuple[str, ...]) -> None:
     """Find the cheapest setting of the --vary knobs meeting every --constraint with 95%
-    confidence."""
+    confidence (method: docs/experiments.md)."""
     from simulator.planner import plan
 
     try:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            res = plan(scenario, list(vary), list(constraints), objective=objective, seed=seed,
-                       overrides=sets, warmup=_warmup_value(warmup),
+            res = plan(scenario, list(vary), list(constraints), objective=objective,
+                       method=method, seed=seed, overrides=sets, warmup=_warmup_value(warmup),
                        min_replications=min_replications, max_replications=max_replications,
                        cap=cap, workers=workers, dask=dask, progress=True, out_dir=out,
                        plugins=plugins)
@@ -195,20 +254,39 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
             raise
         raise click.UsageError(str(exc)) from None
     keys = [v.split(":")[0].split("=")[0] for v in vary]
-    t = Table(title=f"plan: minimise {objective} s.t. {', '.join(res.meta['constraints'])}")
-    for col in [*keys, "runs", *res.meta["constraints"], objective, "decision"]:
-        t.add_column(col, justify="right")
     cons = [c.split("<")[0].split(">")[0] for c in res.meta["constraints"]]
+    t = Table(title=f"plan: minimise {objective} s.t. {', '.join(res.meta['constraints'])} "
+                    f"({res.simulations} simulations)")
+    for col in [*keys, "phase", "runs", *res.meta["constraints"], f"{objective} [95% CI]",
+                "lower bound", "decision"]:
+        t.add_column(col, justify="right")
     for p in res.points:
-        cells = [f"{p['mean'][c]:.4g} [{p['ci95'][c][0]:.4g}, {p['ci95'][c][1]:.4g}]"
+        cells = [f"{_num(p['mean'][c])} [{_num(p['ci95'][c][0])}, {_num(p['ci95'][c][1])}]"
                  for c in cons]
-        t.add_row(*[str(p[k]) for k in keys], str(p["n"]), *cells,
-                  f"{p['mean'][objective]:,.4g}", p["decision"])
+        lb = p.get("lower_bound")
+        t.add_row(*[str(p[k]) for k in keys], p.get("phase", ""), str(p["n"]), *cells,
+                  f"{_num(p['mean'][objective])} [{_num(p['ci95'][objective][0])}, "
+                  f"{_num(p['ci95'][objective][1])}]", "n/a" if lb is None else _num(lb),
+                  p["decision"])
     console.print(t)
-    console.print(f"best: {res.best}" if res.best else "[bold red]no feasible point[/]")
+    if res.skipped:
+        s = Table(title="not simulated")
+        for col in [*keys, "reason"]:
+            s.add_column(col, justify="left" if col == "reason" else "right")
+        for p in res.skipped:
+            s.add_row(*[str(p.get(k, "")) for k in keys], p["reason"])
+        console.print(s)
+    console.print(f"best: {res.best}" if res.best else "[bold red]no feasible point[/]",
+                  highlight=False)
     _print_warnings(res.warnings)
     if out:
-        console.print(f"results: {out}")
+        console.print(f"results: {out}", markup=False, highlight=False)
+
+
+def _num(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:,.4g}"
 
 
 compare = compare_cmd

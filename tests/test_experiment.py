@@ -140,8 +140,9 @@ def test_compare_mser5_warmup() -> None:
                  simulation={"timeseries_interval_s": 10.0},
                  workload={"peaks": [{"start_s": 0, "ramp_s": 0, "hold_s": 200,
                                       "decay": "linear", "decay_s": 1, "multiplier": 1.6}]})
-    res = compare(d, ["x", "y:cluster.pools.gpu.nodes=9"], replications=2, warmup="mser5",
-                  executor=SerialExecutor())
+    with pytest.warns(ExperimentWarning, match="during the warm-up"):  # as intended here
+        res = compare(d, ["x", "y:cluster.pools.gpu.nodes=9"], replications=2,
+                      warmup="mser5", executor=SerialExecutor())
     w = res.meta["warmup"]
     assert "MSER-5" in w["method"] and 250 < w["warmup_s"] < 1500
     assert (res.runs["warmup_s"] == w["warmup_s"]).all()
