@@ -6,8 +6,11 @@ Rates in requests per second, times in seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from scipy import special
+import numpy as np
+
+from analysis import stats
 
 
 def erlang_c(c: int, offered_load: float) -> float:
@@ -65,13 +68,11 @@ def mm1_sojourn_quantile(lam: float, mu: float, q: float) -> float:
     return -math.log(1 - q) / (mu - lam)
 
 
-def t_interval(values: list[float] | tuple[float, ...], level: float = 0.95) -> tuple[float,
-                                                                                     float, float]:
-    """Mean and Student-t confidence interval (mean, lo, hi) over independent replications."""
-    n = len(values)
-    if n < 2:
-        raise ValueError("need at least two replications for a confidence interval")
-    m = sum(values) / n
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    h = float(special.stdtrit(n - 1, 0.5 + level / 2)) * s / math.sqrt(n)
-    return m, m - h, m + h
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95
+               ) -> tuple[float, float, float]:
+    """(mean, lo, hi) of :func:`analysis.stats.t_ci` over independent replications.
+
+    Same rule as ``t_ci``: non-finite values dropped; (mean, -inf, inf) with fewer than two.
+    """
+    ci = stats.t_ci(values, level)
+    return ci.mean, ci.lo, ci.hi

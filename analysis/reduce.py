@@ -1,7 +1,8 @@
 """Reducing many runs to decision numbers: Student-t intervals per group, and Pareto fronts.
 
-Pure numpy/pandas/scipy; no plotting. The intervals are the classic replication-method ones:
-mean +- t_{1-a/2, n-1} * s / sqrt(n) over independent replications.
+Pure numpy/pandas; no plotting. The intervals are :func:`analysis.stats.t_ci` (the one
+implementation, with its one edge-case rule: non-finite values dropped, an infinite half-width
+with fewer than two values) arranged per group.
 """
 
 from __future__ import annotations
@@ -11,34 +12,25 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from analysis import stats
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95
                ) -> tuple[float, float, int]:
-    """(mean, half-width, n) of the Student-t interval over the finite ``values``.
+    """(mean, half-width, n) of :func:`analysis.stats.t_ci` over ``values``.
 
-    The half-width is NaN with fewer than two values (no spread to estimate), and 0 when all
-    values are equal. Units are those of ``values``.
+    Non-finite values are dropped; the half-width is inf with fewer than two values left (no
+    spread to estimate; reports show "n/a") and 0 when all values are equal. Units are those of
+    ``values``.
     """
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must lie in (0, 1)")
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = int(x.size)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = float(x.mean())
-    if n < 2:
-        return mean, math.nan, n
-    sd = float(x.std(ddof=1))
-    q = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-    return mean, q * sd / math.sqrt(n), n
+    ci = stats.t_ci(values, confidence)
+    return ci.mean, ci.half_width, ci.n
 
 
 def group_intervals(df: pd.DataFrame, by: str | list[str], metrics: Sequence[str],
                     confidence: float = 0.95) -> pd.DataFrame:
-    """Per group and metric: mean, half_width, lo, hi and n (Student t over the rows).
+    """Per group and metric: mean, half_width, lo, hi and n (:func:`analysis.stats.t_ci`).
 
     Groups keep their order of first appearance. Returns a long table with the ``by`` column(s)
     and ``metric``, ``mean``, ``half_width``, ``lo``, ``hi``, ``n``; missing metrics are skipped.
@@ -50,10 +42,9 @@ def group_intervals(df: pd.DataFrame, by: str | list[str], metrics: Sequence[str
         for m in metrics:
             if m not in g.columns:
                 continue
-            mean, half, n = t_interval(pd.to_numeric(g[m], errors="coerce").to_numpy(),
-                                       confidence)
-            rows.append({**dict(zip(keys, gvals, strict=True)), "metric": m, "mean": mean,
-                         "half_width": half, "lo": mean - half, "hi": mean + half, "n": n})
+            ci = stats.t_ci(pd.to_numeric(g[m], errors="coerce").to_numpy(), confidence)
+            rows.append({**dict(zip(keys, gvals, strict=True)), "metric": m, "mean": ci.mean,
+                         "half_width": ci.half_width, "lo": ci.lo, "hi": ci.hi, "n": ci.n})
     cols = [*keys, "metric", "mean", "half_width", "lo", "hi", "n"]
     return pd.DataFrame(rows, columns=cols)
 

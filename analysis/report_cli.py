@@ -38,8 +38,9 @@ def _read_fidelity(path: Path) -> object:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default RESULTS/report/).")
 @click.option("--window", default=None, metavar="T0-T1",
-              help="Zoom the run timeline: seconds (41400-46800) or clock (23:30-01:00); "
-                   "default: around the scenario's first peak.")
+              help="Zoom the timelines (run and comparison): seconds (41400-46800) or clock "
+                   "(23:30-01:00); default: around the scenario's first peak, else around the "
+                   "arrival rate's peak.")
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Calibration profile to plot (default: the scenario's).")
 @click.option("--fidelity", type=click.Path(exists=True, dir_okay=False, path_type=Path),

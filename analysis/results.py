@@ -5,11 +5,17 @@ The kind of a directory is told by the files in it:
 - run: ``summary.json`` (+ ``timeseries.parquet``, optional ``records.parquet``,
   ``scenario.json``, ``timeseries_pools.parquet``, ``events.parquet``);
 - compare: ``compare.json`` (or a lone ``runs.parquet``) (one row per run: variant, replication,
-  seed and flattened summary fields with dotted names); run directories below it, if any, are
-  found and matched to variants by a path component named like the variant;
+  seed and flattened summary fields with dotted names), optional ``timeseries.parquet`` (long:
+  ``variant``, ``replication``, ``t_s`` and every run time-series column); run directories below
+  it, if any, are found and matched to variants by a path component named like the variant;
 - sweep: ``sweep.parquet`` (grid parameters by dotted scenario key, replication, seed, summary
-  fields) and/or ``plan.json`` (``{"best": {...}, "points": [...]}``; a plan directory's
+  fields), optional ``sweep.json`` (``provenance``, ``scenario_as_run``, ``grid``, ``command``)
+  and/or ``plan.json`` (``{"best": {...}, "points": [...]}``; a plan directory's
   ``runs.parquet`` is read as its per-run table).
+
+``compare.json`` / ``plan.json`` / ``sweep.json`` may carry ``provenance``, the scenario as run
+(``scenarios_as_run`` per variant, or ``scenario_as_run``) and ``command``: see
+:func:`result_doc` and ``analysis.report``.
 
 Nothing here imports the simulation engine; optional files that are absent load as ``None``.
 """
@@ -29,6 +35,9 @@ from simulator.output import flatten
 #: Sections of a scenario: a dotted column starting with one is a sweep parameter.
 SCENARIO_SECTIONS = frozenset({"simulation", "workload", "service", "cluster", "policy",
                                "sla", "cost"})
+#: Settings of the scenario's ``sla`` section (other ``sla.*`` columns are summary fields).
+SLA_SETTINGS = frozenset({"sla.penalty_usd_per_violation", "sla.penalty_usd_per_degraded",
+                          "sla.worst_window_s"})
 #: Keys of a plan point that are not parameters.
 PLAN_POINT_KEYS = frozenset({"mean", "ci95", "feasible", "n", "decision"})
 #: Cost components of ``summary.json``'s ``cost_usd``, in stacking order.
@@ -70,13 +79,15 @@ class RunResults:
 class CompareResults:
     """A policy comparison: ``runs`` has one row per (variant, replication).
 
-    ``members`` lists (variant or None, run directory) for run directories found below it.
+    ``members`` lists (variant or None, run directory) for run directories found below it;
+    ``timeseries`` is ``timeseries.parquet`` (None in directories written before it existed).
     """
 
     path: Path
     compare: dict[str, Any]
     runs: pd.DataFrame
     members: list[tuple[str | None, Path]] = field(default_factory=list)
+    timeseries: pd.DataFrame | None = None
     kind: str = field(default="compare", init=False)
 
     @property
@@ -100,13 +111,15 @@ class CompareResults:
 class SweepResults:
     """A sweep (``sweep``: one row per run) and/or a plan (``plan``: best and points tried).
 
-    ``params`` are the grid parameters' dotted scenario keys.
+    ``params`` are the grid parameters' dotted scenario keys; ``doc`` is ``sweep.json`` (None
+    when absent).
     """
 
     path: Path
     sweep: pd.DataFrame | None
     plan: dict[str, Any] | None
     params: list[str]
+    doc: dict[str, Any] | None = None
     kind: str = field(default="sweep", init=False)
 
     @property
@@ -146,7 +159,7 @@ def detect_kind(path: str | Path) -> str:
         return "run"
     if (p / "compare.json").is_file():
         return "compare"
-    if (p / "sweep.parquet").is_file() or (p / "plan.json").is_file():
+    if any((p / f).is_file() for f in ("sweep.parquet", "sweep.json", "plan.json")):
         return "sweep"  # a plan directory holds plan.json + runs.parquet
     if (p / "runs.parquet").is_file():
         return "compare"
@@ -195,27 +208,31 @@ def load_compare(path: str | Path) -> CompareResults:
         if not isinstance(raw, list):
             raise ResultsError(f"{p}: no runs.parquet and no 'runs' list in compare.json")
         runs = pd.DataFrame([flatten(r) for r in raw])
-    res = CompareResults(p, comp, runs)
+    res = CompareResults(p, comp, runs, timeseries=_read_parquet(p / "timeseries.parquet"))
     res.members = _members(p, res.variants)
     return res
 
 
 def sweep_params(columns: list[str], plan: Mapping[str, Any] | None = None,
-                 table: pd.DataFrame | None = None) -> list[str]:
+                 table: pd.DataFrame | None = None,
+                 grid: Mapping[str, Any] | None = None) -> list[str]:
     """The grid parameters among a sweep table's ``columns`` (dotted scenario keys).
 
-    A column is a parameter when it names a key of the plan's ``best`` / ``points``, or when it
+    A column is a parameter when it is a key of ``grid`` (``sweep.json``'s), when it names a
+    key of the plan's ``best`` / ``points``, or when it
     is a dotted key into a scenario section (``cluster.``, ``policy.``, ``workload.``, ...) and
-    not a summary field; ``sla.slo_ms`` (also a summary field) only when it varies in ``table``.
+    not a summary field (of ``sla.*`` only the settings :data:`SLA_SETTINGS`); ``sla.slo_ms``
+    (also a summary field) only when it varies in ``table``.
     """
-    from_plan: list[str] = []
+    from_plan: list[str] = [str(k) for k in grid or {}]
     if plan:
         keys = list((plan.get("best") or {}).keys())
         for pt in plan.get("points") or []:
             keys += [k for k in pt if k not in PLAN_POINT_KEYS]
-        from_plan = list(dict.fromkeys(keys))
+        from_plan = list(dict.fromkeys([*from_plan, *keys]))
+    # ``sla`` is both a scenario section and a summary section: only its settings count
     guess = [c for c in columns if "." in c and c.split(".", 1)[0] in SCENARIO_SECTIONS
-             and c not in ("sla.slo_ms", "sla.violations", "sla.violation_rate")]
+             and (not c.startswith("sla.") or c in SLA_SETTINGS)]
     if (table is not None and "sla.slo_ms" in table.columns
             and table["sla.slo_ms"].nunique() > 1):
         guess.append("sla.slo_ms")
@@ -223,16 +240,21 @@ def sweep_params(columns: list[str], plan: Mapping[str, Any] | None = None,
 
 
 def load_sweep(path: str | Path) -> SweepResults:
-    """Read a sweep directory (``sweep.parquet``) and/or a plan directory (``plan.json``)."""
+    """Read a sweep directory (``sweep.parquet``, ``sweep.json``) and/or a plan directory
+    (``plan.json``)."""
     p = Path(path)
     sweep = _read_parquet(p / "sweep.parquet")
     plan = _read_json(p / "plan.json") if (p / "plan.json").is_file() else None
+    doc = _read_json(p / "sweep.json") if (p / "sweep.json").is_file() else None
     if sweep is None and plan is not None:
         sweep = _read_parquet(p / "runs.parquet")  # the plan's runs, same shape
     if sweep is None and plan is None:
         raise ResultsError(f"{p}: neither sweep.parquet nor plan.json")
     cols = list(sweep.columns) if sweep is not None else []
-    return SweepResults(p, sweep, plan, sweep_params(cols, plan, sweep))
+    grid = (doc or {}).get("grid")
+    return SweepResults(p, sweep, plan, sweep_params(cols, plan, sweep,
+                                                     grid if isinstance(grid, Mapping) else None),
+                        doc)
 
 
 def load_results(path: str | Path) -> Results:
@@ -240,6 +262,16 @@ def load_results(path: str | Path) -> Results:
     kind = detect_kind(path)
     loader = {"run": load_run, "compare": load_compare, "sweep": load_sweep}[kind]
     return loader(path)  # type: ignore[operator]
+
+
+def result_doc(res: Results) -> dict[str, Any]:
+    """The experiment's JSON record: ``compare.json``; for a sweep/plan ``plan.json`` over
+    ``sweep.json`` (plan keys win); a run has none (empty dict)."""
+    if isinstance(res, CompareResults):
+        return dict(res.compare)
+    if isinstance(res, SweepResults):
+        return {**(res.doc or {}), **(res.plan or {})}
+    return {}
 
 
 def plan_points(plan: Mapping[str, Any]) -> pd.DataFrame:

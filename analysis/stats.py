@@ -4,6 +4,17 @@ Student-t confidence intervals over independent replications, paired differences
 random numbers, relative precision and the replications it needs, MSER-5 warm-up detection and
 the sequential decision "is this CI clear of a threshold?". Pure numpy/scipy: never imports the
 engine. Every interval carries the name of its method so outputs can state it.
+
+This module holds PeakSim's one Student-t interval; ``analysis.reduce.t_interval`` /
+``group_intervals`` and ``analysis.queueing.t_interval`` are thin views of :func:`t_ci`. The
+edge-case rule, the same everywhere:
+
+- non-finite values (NaN, +-inf) are dropped before anything is computed (a pair is dropped
+  when either side is non-finite); ``n`` counts the values kept;
+- no value left: mean NaN, interval (-inf, inf);
+- one value left: that value as the mean, interval (-inf, inf) (no spread to estimate):
+  the half-width is inf and reports show it as "n/a";
+- equal values: a zero-width interval.
 """
 
 from __future__ import annotations
@@ -59,13 +70,21 @@ def t_quantile(df: int, level: float = 0.95) -> float:
     return float(special.stdtrit(df, 0.5 + level / 2))
 
 
+def finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The finite values of ``values`` as a float array (NaN and +-inf dropped)."""
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
 def t_ci(values: Sequence[float] | np.ndarray, level: float = 0.95, method: str = T_METHOD) -> CI:
     """Mean and Student-t CI of independent, identically distributed values.
 
-    NaN values are ignored. With fewer than two values the interval is (-inf, inf).
+    Non-finite values are dropped; with fewer than two values left the interval is
+    (-inf, inf) (see the module docstring for the rule). ``level`` lies in (0, 1).
     """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie in (0, 1), not {level!r}")
+    x = finite(values)
     n = int(x.size)
     if n == 0:
         return CI(math.nan, -math.inf, math.inf, 0, level, method)
@@ -80,7 +99,7 @@ def paired_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
               level: float = 0.95) -> CI:
     """CI of mean(a - b) from paired values (replication r of a with replication r of b).
 
-    Pairs where either side is NaN are dropped. Under common random numbers the pairs are
+    Pairs where either side is non-finite are dropped. Under common random numbers the pairs are
     positively correlated, so this interval is narrower than the difference of two CIs.
     """
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -96,8 +115,7 @@ def replications_needed(values: Sequence[float] | np.ndarray, rel_precision: flo
     Uses the sample mean and standard deviation of the pilot ``values``; a zero-variance pilot
     needs no more runs; a zero mean with spread can never reach a relative target (``max_n``).
     """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
+    x = finite(values)
     if x.size < 2:
         return max(2, int(x.size) + 1)
     s, m = float(x.std(ddof=1)), abs(float(x.mean()))

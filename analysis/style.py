@@ -74,3 +74,15 @@ def empty_note(fig: Figure, text: str) -> Figure:
     """Write ``text`` in the middle of an axes-less figure (data missing)."""
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="#555555")
     return fig
+
+
+def name_scenario(fig: Figure, scenario: str | None) -> Figure:
+    """Put the scenario's name in the figure's title: ``NAME: <suptitle>`` (a suptitle
+    ``Scenario NAME`` when there is none). Idempotent."""
+    if not scenario:
+        return fig
+    sup = fig.get_suptitle()
+    if sup.startswith(f"{scenario}: ") or sup == f"Scenario {scenario}":
+        return fig
+    fig.suptitle(f"{scenario}: {sup}" if sup else f"Scenario {scenario}")
+    return fig

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -172,6 +173,156 @@ def sweep_dir() -> Path:
     return root
 
 
+# ----------------------------------------------------------------------------- by hand
+# Directories in the shape the experiment commands write (the contract of issue 14), built
+# from pandas frames and JSON without running the simulator.
+CONTRACT_VARIANTS = {"static-4": [],
+                     "hpa": ["policy.autoscaling={ name = \"hpa\", target = 0.5 }"],
+                     "scheduled": ["policy.autoscaling.name=scheduled",
+                                   "cluster.pools.cpu.nodes=3"]}
+CONTRACT_SEEDS = (101, 102, 103)
+CLASS_SLO = {"home_feed": 100.0, "search": 250.0}  # search has none of its own: sla.slo_ms
+INTERVAL_S = 60.0
+
+
+def contract_scenario(**extra: Any) -> dict[str, Any]:
+    """A validated-looking scenario dict: 2 h from 22:00, 10 min warm-up, a peak at 23:00."""
+    d: dict[str, Any] = {
+        "name": "singles_mini",
+        "simulation": {"duration_s": 7200.0, "warmup_s": 600.0, "seed": 5, "start_hour": 22.0,
+                       "timeseries_interval_s": INTERVAL_S, "records": "none"},
+        "workload": {"arrival": {"process": "poisson", "rate_qps": 100.0},
+                     "peaks": [{"name": "midnight", "start_s": 3600.0, "ramp_s": 300.0,
+                                "hold_s": 600.0, "decay": "linear", "decay_s": 600.0,
+                                "multiplier": 3.0, "relative_to": "mean"}],
+                     "classes": [{"name": "home_feed", "share": 0.7, "slo_ms": 100.0},
+                                 {"name": "search", "share": 0.3, "slo_ms": None}]},
+        "service": {"profile": str(PROFILE), "variant": "int8", "time": None},
+        "cluster": {"pools": [{"name": "cpu", "nodes": 4}]},
+        "policy": {"dispatch": "central", "autoscaling": {"name": "static"}},
+        "sla": {"slo_ms": 250.0, "penalty_usd_per_violation": 0.001},
+        "cost": {},
+    }
+    return deep_merge(d, extra)
+
+
+def contract_timeseries() -> pd.DataFrame:
+    """timeseries.parquet of a comparison: variant x replication x 120 one-minute rows; the
+    same arrivals for every variant (common random numbers), fleets and latency apart."""
+    t = np.arange(0.0, 7200.0, INTERVAL_S)
+    peak = np.where((t >= 3600) & (t < 5100), 3.0, 1.0)
+    frames = []
+    for v, name in enumerate(CONTRACT_VARIANTS):
+        for r, _seed in enumerate(CONTRACT_SEEDS):
+            rate = 100.0 * peak * (1 + 0.01 * np.sin(t / 600.0))  # identical across variants
+            ready = np.where((t >= 3900) & (t < 5400), 4 + 4 * v, 4).astype(float)
+            busy = np.minimum(ready, rate / 40.0)
+            over = rate / (ready * 30.0)
+            p99 = 20.0 * (1 + r * 0.05) * np.where(over > 1, 100.0 * over, 1.0)
+            arrivals = np.round(rate * INTERVAL_S)
+            viol = np.round(arrivals * np.clip(over - 1, 0, 1) * (0.5 + 0.1 * r))
+            df = pd.DataFrame({
+                "variant": name, "replication": r, "t_s": t, "arrivals": arrivals,
+                "completions": arrivals - viol // 2, "dropped": 0.0, "timed_out": viol // 2,
+                "queue_len": np.maximum(0, (over - 1) * 50), "in_system": busy * 2,
+                "busy_nodes": busy, "provisioned_nodes": ready,
+                "arrival_rate_qps": rate, "p99_latency_ms": p99, "mean_latency_ms": p99 / 3,
+                "ready_nodes": ready, "desired_nodes": ready, "violations": viol,
+                "violations.home_feed": np.round(viol * 0.7), "violations.search":
+                    viol - np.round(viol * 0.7),
+                "arrivals.home_feed": np.round(arrivals * 0.7),
+                "arrivals.search": arrivals - np.round(arrivals * 0.7)})
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def contract_runs() -> pd.DataFrame:
+    rows = []
+    for v, name in enumerate(CONTRACT_VARIANTS):
+        for r, seed in enumerate(CONTRACT_SEEDS):
+            compute = 40.0 + 12.0 * v + r
+            penalty = 5.0 / (1 + v) + 0.1 * r
+            rate = 0.02 / (1 + 3 * v) + 0.001 * r
+            rows.append({
+                "variant": name, "replication": r, "seed": seed, "scenario": "singles_mini",
+                "sim_duration_s": 7200.0, "warmup_s": 600.0, "measurement_window_s": 6600.0,
+                "cost_usd.compute": compute, "cost_usd.energy": 2.0, "cost_usd.storage": 0.5,
+                "cost_usd.human": 0.0, "cost_usd.sla_penalty": penalty,
+                "cost_usd.total": compute + 2.5 + penalty,
+                "sla.slo_ms": 250.0, "sla.violation_rate": rate,
+                "latency_ms.p99": 180.0 - 40 * v + r, "latency_ms.p50": 12.0 + r,
+                "node_hours": 8.0 + 2 * v, "utilization": 0.6 - 0.1 * v,
+                "classes.home_feed.slo_ms": 100.0,
+                "classes.home_feed.sla.violation_rate": 1.5 * rate,
+                "classes.search.slo_ms": 250.0,
+                "classes.search.sla.violation_rate": 0.5 * rate})
+    return pd.DataFrame(rows)
+
+
+PROVENANCE = {
+    "peaksim_version": "9.9.9+contract", "python": "3.11.7",
+    "created_utc": "2026-11-28T12:00:00Z",
+    "command": "peaksim compare scenarios/singles_mini.toml --variant 'hpa:policy.autoscaling="
+               "{ name = \"hpa\", target = 0.5 }' --replications 3 --out 'results/<cmp&1>'",
+    "scenario": {"path": "scenarios/singles_mini.toml", "sha256": "ab" * 32},
+    "overrides": ["simulation.duration_s=7200"],
+    "variant_overrides": CONTRACT_VARIANTS,
+    "inputs": [{"role": "profile", "field": "service.profile", "path": str(PROFILE),
+                "sha256": "cd" * 32},
+               {"role": "trace", "field": "workload.arrival.trace.path",
+                "path": "traces/tmall.parquet", "sha256": None}],
+    "seed": 5, "replication_seeds": list(CONTRACT_SEEDS),
+    "seeding": "replication r runs with SeedSequence(seed).spawn child r",
+    "warmup": {"method": "fixed", "warmup_s": 600.0},
+}
+
+
+def contract_compare_dir(root: Path, *, timeseries: bool = True) -> Path:
+    """A comparison directory as the new ``peaksim compare --out`` writes it."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_parquet(root / "runs.parquet", contract_runs())
+    if timeseries:
+        write_parquet(root / "timeseries.parquet", contract_timeseries())
+    as_run = {name: contract_scenario(cluster={"pools": [{"name": "cpu",
+                                                           "nodes": 3 if v == 2 else 4}]})
+              for v, name in enumerate(CONTRACT_VARIANTS)}
+    write_json(root / "compare.json", {
+        "scenario": "scenarios/singles_mini.toml", "seed": 5, "baseline": "static-4",
+        "replications": 3, "level": 0.95,
+        "variants": CONTRACT_VARIANTS,
+        "differences": [{"variant": "hpa", "baseline": "static-4", "metric": "p99_ms",
+                         "unit": "ms", "mean": -40.0, "lo": -45.0, "hi": -35.0, "n": 3,
+                         "level": 0.95, "method": "paired", "half_width": 5.0,
+                         "verdict": "better"},
+                        {"variant": "hpa", "baseline": "static-4", "metric": "cost",
+                         "unit": "USD", "mean": 9.0, "lo": 8.0, "hi": 10.0, "n": 3,
+                         "level": 0.95, "method": "paired", "half_width": 1.0,
+                         "verdict": "more expensive"}],
+        "warnings": [], "provenance": PROVENANCE, "scenarios_as_run": as_run,
+        "command": PROVENANCE["command"]})
+    return root
+
+
+def contract_sweep_dir(root: Path) -> Path:
+    """A sweep directory with ``sweep.json`` (no plan): two node counts x 2 replications."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in (2, 4):
+        for r, seed in enumerate(CONTRACT_SEEDS[:2]):
+            rows.append({"cluster.pools.cpu.nodes": n, "point": n, "replication": r,
+                         "seed": seed, "cost_usd.total": 10.0 * n + r,
+                         "sla.violation_rate": 0.1 / n, "sla.worst_window.start_s": 900.0,
+                         "measurement_window_s": 6600.0, "warmup_s": 600.0})
+    write_parquet(root / "sweep.parquet", pd.DataFrame(rows))
+    command = "peaksim sweep scenarios/singles_mini.toml --grid cluster.pools.cpu.nodes=2,4"
+    prov = {**{k: v for k, v in PROVENANCE.items() if k != "variant_overrides"},
+            "command": command}
+    write_json(root / "sweep.json", {"provenance": prov, "scenario_as_run": contract_scenario(),
+                                     "grid": {"cluster.pools.cpu.nodes": [2, 4]},
+                                     "command": command})
+    return root
+
+
 # ----------------------------------------------------------------------------- loading tests
 def test_load_run_directory() -> None:
     res = load_results(run_dir())
@@ -238,3 +389,18 @@ def test_unknown_directory_is_a_clear_error(tmp_path: Path) -> None:
         load_results(tmp_path)
     with pytest.raises(ResultsError, match="no such results directory"):
         load_results(tmp_path / "missing")
+
+
+def test_compare_directory_reads_its_timeseries(tmp_path: Path) -> None:
+    res = load_results(contract_compare_dir(tmp_path / "cmp"))
+    assert isinstance(res, CompareResults) and res.timeseries is not None
+    assert set(res.timeseries["variant"]) == set(CONTRACT_VARIANTS)
+    old = load_results(compare_dir())
+    assert isinstance(old, CompareResults) and old.timeseries is None  # older directory
+
+
+def test_sweep_json_is_read_and_its_grid_names_the_parameters(tmp_path: Path) -> None:
+    res = load_results(contract_sweep_dir(tmp_path / "sw"))
+    assert isinstance(res, SweepResults) and res.doc is not None
+    # the grid names the parameter; summary fields under sla.* are not parameters
+    assert res.params == ["cluster.pools.cpu.nodes"]

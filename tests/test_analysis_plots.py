@@ -16,15 +16,20 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis import plots
+from analysis import scenario_info as si
 from analysis.calibration_plots import read_profile
 from analysis.reduce import pareto_mask, t_interval
 from analysis.results import load_compare, load_run, load_sweep
-from analysis.tables import run_costs, sweep_points
+from analysis.tables import PER_DAY, CostBasis, run_costs, sweep_points, with_per_day_cost
 from analysis.timeline import parse_window
 from tests.test_analysis_data import (
+    CLASS_SLO,
+    CONTRACT_VARIANTS,
     PROFILE,
     VARIANTS,
     compare_dir,
+    contract_scenario,
+    contract_timeseries,
     elastic_run_dir,
     run_dir,
     sweep_dir,
@@ -57,7 +62,7 @@ def test_t_interval_matches_scipy() -> None:
     mean, half, n = t_interval(x)
     lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
     assert (mean - half, mean + half, n) == pytest.approx((lo, hi, 4))
-    assert np.isnan(t_interval([2.0])[1]) and t_interval([2.0, 2.0])[1] == 0.0
+    assert np.isinf(t_interval([2.0])[1]) and t_interval([2.0, 2.0])[1] == 0.0
 
 
 def brute_front(x: np.ndarray, y: np.ndarray) -> set[int]:
@@ -258,3 +263,204 @@ def test_empty_inputs_give_a_figure_not_an_error() -> None:
     assert isinstance(plots.pareto_front(pd.DataFrame()), Figure)
     assert isinstance(plots.cost_breakdown(pd.DataFrame()), Figure)
     assert isinstance(plots.peak_timeline(pd.DataFrame()), Figure)
+
+
+# ----------------------------------------------------------------------------- issue 14
+# Each test below fails on the code before issue 14 (missing function, gid, scale or label).
+def patches(ax: Axes, gid: str) -> list[object]:
+    return [p for p in ax.patches if p.get_gid() == gid]
+
+
+def test_compare_timeline_panels_share_the_clock_and_show_each_policy() -> None:
+    ts = contract_timeseries()
+    colors = plots.palette(CONTRACT_VARIANTS)
+    fig = plots.compare_timeline(ts, slo_ms_by_class=CLASS_SLO, warmup_s=600.0,
+                                 start_hour=22.0, colors=colors)
+    assert_units(fig)
+    a_rate, a_nodes, a_p99, a_viol = fig.axes
+    # common random numbers: one load line, the mean over replications
+    rate = line(a_rate, "arrival_rate")
+    one = ts[ts["variant"] == "hpa"].groupby("t_s")["arrival_rate_qps"].mean()
+    assert np.allclose(rate[:, 1], one.to_numpy())
+    for name in CONTRACT_VARIANTS:
+        mine = ts[ts["variant"] == name].groupby("t_s")
+        ready = line(a_nodes, f"{name}:ready")
+        assert np.allclose(ready[:, 1], mine["ready_nodes"].mean().to_numpy())
+        assert [ln.get_linestyle() for ln in a_nodes.get_lines()
+                if ln.get_gid() == f"{name}:busy"] == ["--"]
+        assert np.allclose(line(a_nodes, f"{name}:busy")[:, 1], mine["busy_nodes"].mean())
+        assert np.allclose(line(a_p99, f"{name}:p99")[:, 1], mine["p99_latency_ms"].mean())
+        sums = mine[["violations", "arrivals"]].sum()
+        assert np.allclose(line(a_viol, f"{name}:violation_rate")[:, 1],
+                           100 * sums["violations"] / sums["arrivals"])
+        assert any(c.get_gid() == f"{name}:p99_band" for c in a_p99.collections)
+        hit = next(ln for ln in a_nodes.get_lines() if ln.get_gid() == f"{name}:ready")
+        assert hit.get_color() == colors[name]
+    # one SLO line per class, labelled with the class
+    assert line(a_p99, "slo:home_feed")[0, 1] == 100.0
+    assert line(a_p99, "slo:search")[0, 1] == 250.0
+    labels = {ln.get_label() for ln in a_p99.get_lines()}
+    assert {"home_feed SLO 100 ms", "search SLO 250 ms"} <= labels
+    assert a_p99.get_yscale() == "log"  # 20 ms .. seconds: decades
+    assert a_nodes.yaxis.get_major_locator()._integer  # node counts: integer ticks
+    for ax in fig.axes:  # the warm-up shaded on every panel
+        (span,) = patches(ax, "warmup")
+        assert span.get_x() == 0.0 and span.get_width() == pytest.approx(600.0)
+    assert a_viol.xaxis.get_major_formatter()(0.0) == "22:00"
+    assert a_viol.get_xlim() == (0.0, 7140.0)
+
+
+def test_compare_timeline_one_slo_line_and_older_series() -> None:
+    ts = contract_timeseries().drop(columns=["violations", "ready_nodes"])
+    ts.loc[ts["variant"] == "hpa", "arrival_rate_qps"] *= 1.5  # loads differ: one line each
+    fig = plots.compare_timeline(ts, slo_ms_by_class={"home_feed": 80.0, "search": 80.0},
+                                 window="22:50-23:40", start_hour=22.0)
+    a_rate, a_nodes, a_p99, a_viol = fig.axes
+    assert {ln.get_gid() for ln in a_rate.get_lines()} == {
+        f"{v}:arrival_rate" for v in CONTRACT_VARIANTS}
+    line(a_nodes, "hpa:provisioned")
+    nan_ready = contract_timeseries().assign(ready_nodes=np.nan)  # no pool series in the runs
+    fig2 = plots.compare_timeline(nan_ready, slo_ms_by_class=CLASS_SLO)
+    assert np.allclose(line(fig2.axes[1], "scheduled:provisioned")[:, 1],
+                       nan_ready[nan_ready["variant"] == "scheduled"].groupby("t_s")[
+                           "provisioned_nodes"].mean())
+    assert line(a_p99, "slo")[0, 1] == 80.0
+    assert not any(str(ln.get_gid()).startswith("slo:") for ln in a_p99.get_lines())
+    lost = ts[ts["variant"] == "hpa"].assign(lost=lambda d: d["timed_out"] + d["dropped"])
+    lost = lost[(lost["t_s"] >= 3000) & (lost["t_s"] <= 6000)].groupby("t_s")["lost"].mean()
+    assert np.allclose(line(a_viol, "hpa:lost")[:, 1], lost)
+    assert a_viol.get_xlim() == (3000.0, 6000.0)
+    assert not patches(a_rate, "warmup")  # the zoom starts after the warm-up
+
+
+def test_peak_window_reads_start_s_calendar_at_and_falls_back_to_the_load() -> None:
+    sc = contract_scenario()
+    assert si.peak_window(sc, 7200.0) == (3600.0 - 720.0, 5100.0 + 720.0)
+    cal = contract_scenario(simulation={"start": "11-10 22:10", "end": "11-11 00:00"},
+                            workload={"peaks": [{"name": "midnight", "at": "11-10 23:00",
+                                                 "start_s": None, "ramp_s": 300.0,
+                                                 "hold_s": 600.0, "decay": "linear",
+                                                 "decay_s": 600.0, "multiplier": 3.0}]})
+    # the run begins at start - warmup_s = 22:00, so 23:00 is t = 3600 s
+    assert si.peak_window(cal, 7200.0) == (3600.0 - 720.0, 5100.0 + 720.0)
+    flat = contract_scenario(workload={"peaks": []})
+    assert si.peak_window(flat, 7200.0) is None
+    t0, t1 = si.rate_peak_window(contract_timeseries(), 7200.0)
+    assert (t0, t1) == (3600.0 - 720.0, 5100.0 + 720.0)  # the load's plateau, same margin
+
+
+def test_run_timeline_draws_busy_nodes_and_the_warmup() -> None:
+    r = load_run(elastic_run_dir())
+    fig = plots.peak_timeline(r.timeseries, pool_series=r.pool_series, slo_ms=50,
+                              start_hour=23.5, warmup_s=20.0)
+    nodes = fig.axes[1]
+    for pool in ("cpu", "gpu"):
+        ps = r.pool_series[r.pool_series["pool"] == pool]
+        assert np.allclose(line(nodes, f"{pool}:busy")[:, 1], ps["busy"])
+    assert nodes.yaxis.get_major_locator()._integer
+    for ax in fig.axes:
+        (span,) = patches(ax, "warmup")
+        assert span.get_width() == pytest.approx(20.0)
+
+
+def pareto_points() -> pd.DataFrame:
+    """Nine configurations whose costs and violation rates span decades."""
+    nodes = np.arange(1, 10)
+    cost = 5.0 * nodes**2
+    viol = np.array([0.3, 0.1, 0.04, 0.012, 0.006, 0.002, 0.0008, 0.0003, 0.0])
+    return pd.DataFrame({"cluster.pools.cpu.nodes": nodes, "cost_usd.total": cost,
+                         "sla.violation_rate": viol})
+
+
+def test_pareto_log_axes_constraint_line_and_feasibility() -> None:
+    pts = pareto_points()
+    pts.loc[len(pts)] = {"cluster.pools.cpu.nodes": 20, "cost_usd.total": 2000.0,
+                         "sla.violation_rate": 0.05}  # dominated and infeasible
+    pts.loc[len(pts)] = {"cluster.pools.cpu.nodes": 30, "cost_usd.total": 900.0,
+                         "sla.violation_rate": 0.004}  # dominated, feasible
+    fig = plots.pareto_front(pts, params=["cluster.pools.cpu.nodes"],
+                             constraints=["violation_rate<=0.01"],
+                             chosen={"cluster.pools.cpu.nodes": 5})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"  # 5 .. 2000 USD
+    assert ax.get_yscale() == "symlog"  # 0 .. 30 %: log, zero still shown
+    assert line(ax, "constraint:violation_rate<=0.01")[0, 1] == pytest.approx(1.0)  # in %
+    coll = {c.get_gid(): c for c in ax.collections}
+    x, y = pts["cost_usd.total"].to_numpy(), pts["sla.violation_rate"].to_numpy() * 100
+    feas = pts["sla.violation_rate"].to_numpy() <= 0.01
+    front = brute_front(x, y)
+    got = {k: {tuple(p) for p in coll[k].get_offsets()} for k in
+           ("front", "dominated", "infeasible")}
+    assert got["infeasible"] == {(x[i], y[i]) for i in range(len(x)) if not feas[i]}
+    assert got["front"] == {(x[i], y[i]) for i in front if feas[i]}
+    assert got["dominated"] == {(x[i], y[i]) for i in range(len(x))
+                                if feas[i] and i not in front}
+    labels = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"Pareto front (feasible)", "dominated (feasible)",
+            "infeasible (misses a constraint)", "constraint violation_rate<=0.01",
+            "plan's choice"} <= labels
+
+
+def test_pareto_labels_never_overlap() -> None:
+    pts = pareto_points()
+    crowd = pd.DataFrame({"cluster.pools.cpu.nodes": np.arange(100, 130),
+                          "cost_usd.total": np.linspace(50, 52, 30),
+                          "sla.violation_rate": np.linspace(0.02, 0.019, 30)})
+    pts = pd.concat([pts, crowd], ignore_index=True)
+    fig = plots.pareto_front(pts, params=["cluster.pools.cpu.nodes"])
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "label"]
+    assert len(boxes) >= 5
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+
+
+def test_latency_tail_is_a_complementary_cdf_per_class_with_its_slo() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.lognormal(3, 0.6, 20_000), rng.lognormal(3.4, 0.8, 20_000)
+    fig = plots.latency_tail({"home_feed": {"hpa": a, "static-4": b}, "search": {"hpa": b}},
+                             CLASS_SLO)
+    assert_units(fig)
+    home, search = [ax for ax in fig.axes if ax.get_visible()]
+    assert home.get_xscale() == "log" and home.get_yscale() == "log"
+    for lat, xy in ((a, line(home, "home_feed:hpa")), (b, line(home, "home_feed:static-4"))):
+        assert np.all(np.diff(xy[:, 0]) >= 0) and np.all(np.diff(xy[:, 1]) <= 0)
+        for q in (0.5, 0.9, 0.99, 0.999):  # P(L > x_q) = 1 - q
+            x_q = np.quantile(lat, q)
+            assert np.interp(x_q, xy[:, 0], xy[:, 1]) == pytest.approx(1 - q, rel=0.05)
+    assert line(home, "slo")[0, 0] == 100.0 and line(search, "slo")[0, 0] == 250.0
+    assert {ln.get_label() for ln in home.get_lines()} >= {"home_feed SLO 100 ms"}
+
+
+def test_calibration_marks_the_used_variant_and_serving_overheads() -> None:
+    prof = read_profile(PROFILE)
+    fig = plots.calibration_latency(PROFILE, used=["int8"])
+    ax = fig.axes[0]
+    v = prof["variants"]["int8"]
+    fit_x = np.asarray(v["fit"]["x"], dtype=float)
+    serving = line(ax, "int8:serving")
+    assert np.allclose(serving, np.c_[fit_x, np.asarray(v["fit"]["y_ms"])
+                                      + v["overhead_ms_per_batch"]
+                                      + v["overhead_ms_per_item"] * fit_x])
+    width = {ln.get_gid(): ln.get_linewidth() for ln in ax.get_lines()}
+    assert width["int8:fit"] > 2 and all(w < 2 for g, w in width.items()
+                                         if g.endswith(":fit") and g != "int8:fit")
+    texts = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "int8 measured median (used by the scenario)" in texts
+    assert "fp32 model forward (not used)" in texts
+
+
+def test_cost_axis_names_the_simulated_window_and_the_day() -> None:
+    s = load_run(run_dir()).summary
+    basis = CostBasis.of(s, start_hour=23.5)
+    assert basis.label == "USD per simulated window (23:30-23:34, 0.0611 h)"
+    fig = plots.cost_breakdown(run_costs(s), basis)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "cost (USD per simulated window 23:30-23:34, 0.0611 h)"
+    (right,) = [c for c in ax.child_axes if c.get_gid() == "per_day"]
+    assert right.get_ylabel() == "cost (USD per day, scaled)"
+    day = with_per_day_cost(pd.DataFrame([{"cost_usd.total": 2.0,
+                                           "measurement_window_s": 7200.0}]))
+    assert day[PER_DAY].iloc[0] == pytest.approx(24.0)

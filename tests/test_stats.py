@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import stats
@@ -100,3 +101,45 @@ def test_coverage_check_has_power() -> None:
     assert stats.coverage_acceptable(55, 60)
     assert not stats.coverage_acceptable(45, 60)  # 75% coverage: rejected
     assert not stats.coverage_acceptable(60 * 100, 60 * 100)  # too good to be true at n=6000
+
+
+@pytest.mark.parametrize("values", [
+    [1.0, 2.0, 4.0, 3.5, 2.5],
+    [1.0, 2.0, math.inf, 4.0],  # non-finite values are dropped everywhere
+    [1.0, -math.inf, 3.0, math.nan],
+    [3.0],  # n = 1: the mean, an infinite interval
+    [3.0, math.inf],
+    [],
+    [2.0, 2.0, 2.0],
+])
+def test_the_three_t_intervals_are_one(values: list[float]) -> None:
+    """analysis.stats.t_ci, analysis.reduce.t_interval / group_intervals and
+    analysis.queueing.t_interval give the same numbers under the same edge-case rule."""
+    from analysis.queueing import t_interval as q_interval
+    from analysis.reduce import group_intervals
+    from analysis.reduce import t_interval as r_interval
+
+    ci = stats.t_ci(values)
+    finite = [v for v in values if math.isfinite(v)]
+    assert ci.n == len(finite)
+    if len(finite) < 2:
+        assert ci.lo == -math.inf and ci.hi == math.inf and ci.half_width == math.inf
+    mean, half, n = r_interval(values)
+    qm, qlo, qhi = q_interval(values)
+    g = group_intervals(pd.DataFrame({"k": ["a"] * len(values), "x": values}), "k", ["x"])
+    same = dict(nan_ok=True)
+    assert (mean, n) == pytest.approx((ci.mean, ci.n), **same)
+    assert half == pytest.approx(ci.half_width, **same)
+    assert (qm, qlo, qhi) == pytest.approx((ci.mean, ci.lo, ci.hi), **same)
+    if values:
+        row = g.iloc[0]
+        assert (row["mean"], row["lo"], row["hi"], row["half_width"], row["n"]) == \
+            pytest.approx((ci.mean, ci.lo, ci.hi, ci.half_width, ci.n), **same)
+
+
+def test_paired_ci_drops_pairs_with_a_non_finite_side() -> None:
+    a = [1.0, 2.0, math.inf, 4.0, math.nan]
+    b = [0.5, 1.0, 1.0, math.inf, 1.0]
+    assert stats.paired_ci(a, b) == stats.t_ci([0.5, 1.0], method=stats.PAIRED_METHOD)
+    with pytest.raises(ValueError, match="level"):
+        stats.t_ci([1.0, 2.0], level=1.5)
