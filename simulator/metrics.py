@@ -135,18 +135,23 @@ class TimeSeries:
     def count(self, column: str, t: np.ndarray) -> None:
         """Add one event per time in ``t`` to ``column``."""
         if len(t):
-            lo, c = binned_counts(self.bin_of(t))
+            self.count_bins(column, self.bin_of(t))
+
+    def count_bins(self, column: str, bins: np.ndarray) -> None:
+        """Add one event per interval index in ``bins`` (from :meth:`bin_of`) to ``column``."""
+        if len(bins):
+            lo, c = binned_counts(bins)
             getattr(self, column)[lo:lo + c.shape[1]] += c[0]
 
-    def count_classes(self, arrival_s: np.ndarray, cls: np.ndarray, violated: np.ndarray) -> None:
+    def count_classes(self, b: np.ndarray, cls: np.ndarray, violated: np.ndarray) -> None:
         """Arrivals and SLA violations per class by arrival interval, and the total violations.
 
-        ``cls``: class index of each request; ``violated``: boolean mask of the requests that
-        violate the SLA. One vectorised count per call (call it per chunk).
+        ``b``: arrival intervals of the requests (:meth:`bin_of` of their arrival times, which
+        the caller has at hand); ``cls``: class index of each request; ``violated``: boolean
+        mask of the requests that violate the SLA. One vectorised count per call (per chunk).
         """
-        if len(arrival_s) == 0:
+        if len(b) == 0:
             return
-        b = self.bin_of(arrival_s)
         k = len(self.class_names)
         lo, arr = binned_counts(b, cls, k)
         hi = lo + arr.shape[1]
