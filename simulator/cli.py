@@ -25,7 +25,9 @@ class _CleanErrors(click.Group):
         try:
             return super().invoke(ctx)
         except (ScenarioError, ProfileError, PluginError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # the message holds user text and hints such as "[service]": never markup
+            err_console.print(Text.assemble(("error: ", "bold red"), str(exc)),
+                              highlight=False, soft_wrap=True)
             sys.exit(2)
 
 
@@ -109,7 +111,7 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
     write_json(out_dir / "summary.json", res.summary)
     if not quiet:
         console.print(format_summary(res.summary))
-    console.print(f"results: {out_dir}")
+    console.print(f"results: {out_dir}", markup=False, highlight=False)
 
 
 @main.command("validate")
@@ -124,7 +126,7 @@ def validate_cmd(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]
     sc = load_with_plugins(scenario, sets, plugins)
     console.print_json(json.dumps(sc.model_dump(mode="json")))
     print_warnings(sc)
-    console.print(f"[green]ok[/]: {scenario}")
+    console.print(Text.assemble(("ok", "green"), f": {scenario}"), highlight=False)
 
 
 def _register_optional() -> None:

@@ -515,12 +515,19 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     all rows at the end. Replication r of every point shares one seed (common random numbers).
     ``plugins``: modules that register policies (see :func:`load_base`).
     """
+    if replications < 1:
+        raise ValueError(f"replications = {replications}: need at least 1")
     base = load_base(scenario, plugins)
     seed = base.seed if seed is None else seed
     common = as_overrides(overrides)
     points = grid_points(grid) if grid else [{}]
     for p in points:
         base.validate(common + list(p.items()))
+    bad = [m for m in extra_metrics if not m.startswith("wait_exceeds:")]
+    if bad:
+        raise ValueError(f"--metric {', '.join(bad)}: extra per-run metrics are "
+                         "wait_exceeds:T_MS (every summary field is in the table already)")
+    check_metrics(list(extra_metrics), base.validate(common))
     rows: list[dict[str, Any] | None] = []
     tasks: list[RunTask] = []
     slots: list[tuple[int, Path | None]] = []

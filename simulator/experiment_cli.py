@@ -76,8 +76,11 @@ def metric_label(metric: str, unit: str = "") -> str:
 
 
 def _print_warnings(ws: list[str]) -> None:
-    for w in ws:
-        err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    from rich.text import Text
+
+    for w in ws:  # user text (names, paths): never markup
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), w), highlight=False,
+                          soft_wrap=True)
 
 
 @click.command("compare")
@@ -86,10 +89,11 @@ def _print_warnings(ws: list[str]) -> None:
               help="A variant (repeatable); default: the file's [[compare.variants]].")
 @click.option("--baseline", default=None, help="Variant the others are compared with "
                                                "(default: the first).")
-@click.option("--replications", type=int, default=None, help="Replications per variant.")
-@click.option("--rel-precision", type=float, default=None,
+@click.option("--replications", type=click.IntRange(min=2), default=None,
+              help="Replications per variant (at least 2: a CI needs two).")
+@click.option("--rel-precision", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Add replications until every CI half-width <= this fraction of its mean.")
-@click.option("--max-replications", type=int, default=100, show_default=True)
+@click.option("--max-replications", type=click.IntRange(min=2), default=100, show_default=True)
 @_warmup_opt
 @_common
 def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
@@ -102,13 +106,18 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
 
     if replications is not None and rel_precision is not None:
         raise click.UsageError("give --replications or --rel-precision, not both")
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        res = compare(scenario, list(variants) or None, baseline=baseline,
-                      replications=replications, rel_precision=rel_precision, seed=seed,
-                      overrides=sets, warmup=_warmup_value(warmup),
-                      max_replications=max_replications, workers=workers, dask=dask,
-                      progress=True, out_dir=out, plugins=plugins)
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            res = compare(scenario, list(variants) or None, baseline=baseline,
+                          replications=replications, rel_precision=rel_precision, seed=seed,
+                          overrides=sets, warmup=_warmup_value(warmup),
+                          max_replications=max_replications, workers=workers, dask=dask,
+                          progress=True, out_dir=out, plugins=plugins)
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        raise click.UsageError(str(exc)) from None
     m = res.meta
     t = Table(title=f"{m['scenario']}: {m['replications']} replications, seed {m['seed']}, "
                     f"95% CI ({m['ci_method']})")
@@ -126,10 +135,10 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                   f"[{_fmt(r['lo'], r['unit'])}, {_fmt(r['hi'], r['unit'])}]", r["verdict"])
     console.print(d)
     console.print(f"warm-up: {m['warmup']['method']}, {m['warmup']['warmup_s']:g} s; "
-                  f"executor: {m['executor']}")
+                  f"executor: {m['executor']}", markup=False, highlight=False)
     _print_warnings(res.warnings)
     if out:
-        console.print(f"results: {out}")
+        console.print(f"results: {out}", markup=False, highlight=False)
 
 
 def _grid(items: tuple[str, ...]) -> dict[str, str]:
@@ -146,7 +155,7 @@ def _grid(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("scenario", type=_path)
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
               help="A parameter and its values (repeatable; the Cartesian product is run).")
-@click.option("--replications", type=int, default=1, show_default=True)
+@click.option("--replications", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--metric", "metrics", multiple=True, metavar="wait_exceeds:T_MS",
               help="Extra per-run metric (needs per-request records).")
 @_common
@@ -159,9 +168,14 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
     from simulator.output import default_out_dir
 
     out_dir = out or default_out_dir(f"{scenario.stem}-sweep")
-    df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed, overrides=sets,
-               extra_metrics=metrics, workers=workers, dask=dask, progress=True,
-               plugins=plugins)
+    try:
+        df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed,
+                   overrides=sets, extra_metrics=metrics, workers=workers, dask=dask,
+                   progress=True, plugins=plugins)
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        raise click.UsageError(str(exc)) from None
     console.print(sweep_table(df, list(_grid(grid)), list(metrics)))
     console.print(f"{len(df)} runs; results: {out_dir / 'sweep.parquet'} "
                   f"(one file per run under {out_dir / 'runs'})", markup=False,
@@ -226,9 +240,9 @@ def sweep_table(df: object, params: list[str], extra: list[str]) -> Table:
 @click.option("--method", type=click.Choice(["search", "exhaustive"]), default="search",
               show_default=True, help="search: feasible region by bisection, then candidates "
               "by a lower bound on the objective; exhaustive: every point of the grid.")
-@click.option("--min-replications", type=int, default=4, show_default=True)
-@click.option("--max-replications", type=int, default=40, show_default=True)
-@click.option("--cap", type=int, default=1024, show_default=True,
+@click.option("--min-replications", type=click.IntRange(min=2), default=4, show_default=True)
+@click.option("--max-replications", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--cap", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Largest value an open-ended --vary range may reach.")
 @_warmup_opt
 @_common

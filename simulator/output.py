@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -66,7 +67,15 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
+def safe_name(text: str, fallback: str = "scenario") -> str:
+    """``text`` as one file-name component: letters, digits, ``._-`` kept, runs of anything
+    else (``/``, ``..`` prefixes, spaces, control characters) become ``_``; never empty, never
+    hidden, at most 80 characters. A scenario's name cannot choose a path with it."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:80].strip("._-")
+    return name or fallback
+
+
 def default_out_dir(scenario_name: str, root: Path = Path("results")) -> Path:
-    """``results/<scenario>-<UTC timestamp>/``."""
+    """``results/<scenario>-<UTC timestamp>/`` (the name made safe: always inside ``root``)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return root / f"{scenario_name}-{stamp}"
+    return root / f"{safe_name(scenario_name)}-{stamp}"

@@ -25,6 +25,17 @@ def _ints(s: str) -> list[int]:
     return out
 
 
+def require_torch() -> Any:
+    """torch, or a one-line error saying how to install the calibration extra."""
+    try:
+        import torch
+    except ImportError:
+        raise click.ClickException(
+            "calibration needs PyTorch, which is not installed: pip install 'peaksim["
+            "calibration]' (torch 2.13.0; from a checkout: make install-dev)") from None
+    return torch
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -54,7 +65,8 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
               serve_wait_ms: float, name: str | None, out: str) -> None:
     """Measure the model variants and write a latency profile (JSON)."""
     import numpy as np
-    import torch
+
+    torch = require_torch()
 
     from simulator.calibration.build import make_profile, provenance, write_profile
     from simulator.calibration.fit import fit_latency
@@ -209,6 +221,7 @@ def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wa
                          sim_duration: float, recalibrate_s: float, seed: int,
                          check: bool) -> None:
     """Serve the real model under Poisson load and compare latency with PeakSim's prediction."""
+    require_torch()
     from rich.console import Console
     from rich.table import Table
 
