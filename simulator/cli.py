@@ -33,8 +33,28 @@ class _CleanErrors(click.Group):
 
 @click.group(cls=_CleanErrors)
 @click.version_option(package_name="peaksim")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """PeakSim: capacity planning for recommendation inference on promotion days."""
+    _stop_on_sigterm(ctx)
+
+
+def _stop_on_sigterm(ctx: click.Context) -> None:
+    """While a command runs, SIGTERM ends it the way Ctrl-C does: the exception unwinds
+    through the run (its temporary files are removed) and the experiment runner (its worker
+    processes are terminated), then the process exits with status 143. The previous handler
+    is restored when the command ends."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 _set_option = click.option(

@@ -104,6 +104,16 @@ class PoolExecutor:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def terminate(self) -> None:
+        """Stop now (interrupted: Ctrl-C, SIGTERM, an error): kill the worker processes, whose
+        current runs are abandoned, instead of waiting for them to finish."""
+        # the pool's process table is private, but the only handle on its workers; a worker
+        # already gone is skipped
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def __enter__(self) -> PoolExecutor:
         return self
 
@@ -153,6 +163,10 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+    def terminate(self) -> None:
+        """Stop now: cancel pending work, close the client and any local cluster."""
+        self.close()
 
     def __enter__(self) -> DaskExecutor:
         return self
@@ -271,7 +285,10 @@ class Runner:
     def __enter__(self) -> Runner:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and self._own and hasattr(self.executor, "terminate"):
+            self.executor.terminate()  # interrupted: no worker keeps running
+            return
         self.close()
 
 

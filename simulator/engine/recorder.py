@@ -12,8 +12,10 @@ neither.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,10 @@ class RecordSink:
         self.p = float(mode.split(":", 1)[1]) if mode.startswith("sample:") else 1.0
         self.rng = stream(seed, "records")
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp") if path else None
+        # a unique temporary name in the target folder: two runs into one folder never
+        # share it (the fixed "records.parquet.tmp" let one run's file replace the other's)
+        self.tmp = (path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+                    if path else None)
         self.frames: list[pd.DataFrame] = []
         self.writer: Any = None
         self.class_names = class_names
@@ -133,6 +138,15 @@ class RecordSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(str(self.tmp), table.schema)
         self.writer.write_table(table)
+
+    def abort(self) -> None:
+        """Stop without a result: close and remove the temporary file (run interrupted)."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):  # the file is removed anyway
+                self.writer.close()
+            self.writer = None
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
     def close(self) -> pd.DataFrame | None:
         """Finish: rename the Parquet file into place, or return the in-memory frame."""

@@ -207,11 +207,15 @@ class Simulation:
     def run(self) -> RunRecord:
         """Run to ``duration_s``, finish the bookkeeping and return the record."""
         t0 = time.perf_counter()
-        self.fleet.start()
-        self.dispatcher.start()
-        self.observer.start()
-        self.env.run(until=self.duration_s)
-        records = self._finish()
+        try:
+            self.fleet.start()
+            self.dispatcher.start()
+            self.observer.start()
+            self.env.run(until=self.duration_s)
+            records = self._finish()
+        except BaseException:  # Ctrl-C, SIGTERM (SystemExit), errors: no partial file stays
+            self.sink.abort()
+            raise
         self.wall_s = time.perf_counter() - t0
         return self._record(records)
 
