@@ -36,7 +36,9 @@ class ProfileError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused everywhere in a profile: a NaN fit or overhead used to
+    # validate and then serve 0 requests
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LatencyFit(_Strict):
@@ -55,6 +57,14 @@ class LatencyFit(_Strict):
             raise ValueError("fit.x must be strictly increasing")
         if any(v <= 0 for v in self.x) or any(v <= 0 for v in self.y_ms):
             raise ValueError("fit.x and fit.y_ms must be positive")
+        drop = next((i for i in range(len(self.y_ms) - 1) if self.y_ms[i + 1] < self.y_ms[i]),
+                    None)
+        if drop is not None:
+            raise ValueError(
+                f"fit.y_ms must not decrease as the batch grows (a bigger batch is not faster; "
+                f"extrapolated, a falling fit turns negative): {self.y_ms[drop]:g} ms at "
+                f"x = {self.x[drop]:g} items, {self.y_ms[drop + 1]:g} ms at x = "
+                f"{self.x[drop + 1]:g}")
         return self
 
 

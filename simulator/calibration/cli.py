@@ -188,9 +188,21 @@ def project(file: str, gpu: str, out: str) -> None:
     """Project a measured CPU profile onto a GPU by roofline ("source": "projected")."""
     from simulator.calibration.build import write_profile
     from simulator.calibration.roofline import project_profile
-    from simulator.profiles import Profile
+    from simulator.profiles import Profile, ProfileError, load_profile
 
-    prof = project_profile(json.loads(Path(file).read_text()), gpu)
+    src = load_profile(file)  # a valid profile first (errors name the file and field)
+    raw = json.loads(Path(file).read_text())
+    if src.source != "measured" or src.device.kind != "cpu":
+        raise ProfileError(f"{file}: field 'source': profile project needs a profile measured "
+                           f"on a CPU (source 'measured', device.kind 'cpu'); this one is "
+                           f"'{src.source}' on '{src.device.kind}'")
+    arch = (raw.get("model") or {}).get("variants") or {}
+    missing = [v for v in raw["variants"] if v not in arch]
+    if missing:
+        raise ProfileError(f"{file}: field 'model.variants': no model architecture recorded "
+                           f"for variant(s) {', '.join(missing)} (written by peaksim "
+                           "calibrate), so latency cannot be projected")
+    prof = project_profile(raw, gpu)
     Profile.model_validate(prof)
     write_profile(prof, out)
     click.echo(f"wrote {out}")
