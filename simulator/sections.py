@@ -538,6 +538,11 @@ class SlaCfg(_Model):
         300.0, description="length of the sliding window of the worst-window violation rate, "
         "s; rounded to a whole number of time-series intervals (at least one)"
     )
+    overload_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.01, description="a run is overloaded when more than this share of requests is shed "
+        "by full queues or times out waiting (or the backlog grows at full utilisation); "
+        "requests lost with a preempted or failed node are losses, not overload"
+    )
 
 
 class CostCfg(_Model):

@@ -55,15 +55,8 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
     q_loss = run.quality_loss_per_degraded
     breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
     utilization = busy_total / prov_total if prov_total else math.nan
-    rejected = tot.dropped
-    final_q = max(run.final_queue_length, tot.in_flight)
     n_nodes = sum(p.max_billed for p in run.pools)
-    overloaded = bool(rejected > 0 or (utilization > 0.97 and final_q > 10 * n_nodes))
-    reason = ""
-    if rejected > 0:
-        reason = f"{rejected} requests rejected by a full queue (admission.max_queue_length)"
-    elif overloaded:
-        reason = f"utilisation {utilization:.3f} and {final_q:.0f} requests queued at the end"
+    verdict = overload_verdict(run, utilization)
     return {
         "scenario": sc.name,
         "seed": run.seed,
@@ -91,8 +84,9 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
             "auc_loss_per_degraded": q_loss,
             "mean_auc_loss": (tot.degraded * q_loss / tot.arrived) if tot.arrived else math.nan,
         },
-        "overloaded": overloaded,
-        "overload_reason": reason,
+        "overloaded": verdict["overloaded"],
+        "overload_reason": verdict["reason"],
+        "overload": verdict["causes"],
         "batches": {"count": sum(p.batches for p in run.pools),
                     "mean_size": (sum(p.served for p in run.pools)
                                   / max(sum(p.batches for p in run.pools), 1)),
@@ -113,6 +107,52 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
                                              strict=True)},
         "records": run.records_mode,
     }
+
+
+def overload_verdict(run: RunRecord, utilization: float) -> dict[str, Any]:
+    """Whether the offered load exceeded what the cluster could serve, and why.
+
+    Overloaded when (a) more than ``sla.overload_share`` of the requests were shed by full
+    queues (``admission.max_queue_length``, shared or per node) or class limits
+    (``workload.classes[].max_queue_length``), (b) more than that share timed out waiting
+    (``admission.timeout_ms`` or a class ``timeout_ms``), or (c) utilisation exceeded 0.97 and
+    more than 10 requests per node were still queued or in flight at the end (a growing
+    backlog). Requests lost with a preempted or failed node (``on_preempt`` / ``on_failure`` =
+    "lose") are losses, reported in ``causes`` but never a reason for overload. Shares of (a)
+    and losses are over the whole run (the queues count every arrival), (b) over the
+    measurement window.
+    """
+    tot = run.total
+    share = run.scenario.sla.overload_share
+    arrivals_all = max(run.arrivals_incl_warmup, 1)
+    rejected = run.queue.rejected
+    lost = sum(p.lost_requests for p in run.pools)
+    backlog = max(run.final_queue_length, tot.in_flight)
+    n_nodes = sum(p.max_billed for p in run.pools)
+    causes = {
+        "shed_by_queue_limits": rejected, "shed_share": rejected / arrivals_all,
+        "timed_out": tot.timed_out,
+        "timed_out_share": tot.timed_out / tot.arrived if tot.arrived else 0.0,
+        "lost_with_nodes": lost, "lost_share": lost / arrivals_all,
+        "backlog_at_end": backlog, "utilization": utilization, "share_threshold": share,
+    }
+    reasons = []
+    if causes["shed_share"] > share:
+        reasons.append(f"{rejected:,} requests ({causes['shed_share']:.1%}) shed by full queues "
+                       "(admission.max_queue_length or a class max_queue_length)")
+    if causes["timed_out_share"] > share:
+        reasons.append(f"{tot.timed_out:,} requests ({causes['timed_out_share']:.1%}) timed out "
+                       "waiting (admission.timeout_ms or a class timeout_ms)")
+    if utilization > 0.97 and backlog > 10 * n_nodes:
+        reasons.append(f"utilisation {utilization:.3f} with {backlog:,.0f} requests still "
+                       "queued or in flight at the end (a growing backlog)")
+    reason = "; ".join(reasons)
+    if lost:
+        note = (f"{lost:,} requests ({causes['lost_share']:.2%}) lost with preempted or failed "
+                "nodes (not overload)")
+        reason = f"{reason}; {note}" if reason else ""
+        causes["losses_note"] = note
+    return {"overloaded": bool(reasons), "reason": reason, "causes": causes}
 
 
 def format_summary(s: dict[str, Any]) -> Any:
@@ -157,7 +197,13 @@ def format_summary(s: dict[str, Any]) -> Any:
               f"{c['storage']:,.2f}")
     t.add_row("  human / SLA penalty", f"{c['human']:,.2f} / {c['sla_penalty']:,.2f}")
     if s["overloaded"]:
-        t.add_row("[bold red]OVERLOADED[/]", s["overload_reason"])
+        from rich.text import Text
+
+        t.add_row(Text("OVERLOADED", style="bold red"), Text(s["overload_reason"]))
+    elif (s.get("overload") or {}).get("losses_note"):
+        from rich.text import Text
+
+        t.add_row("losses", Text(s["overload"]["losses_note"]))
     return t
 
 
