@@ -12,6 +12,7 @@ from rich.text import Text
 
 from simulator.policies.registry import PluginError
 from simulator.profiles import ProfileError
+from simulator.run_dir import RunDirError
 from simulator.scenario import ScenarioError
 
 console = Console()
@@ -24,7 +25,7 @@ class _CleanErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ScenarioError, ProfileError, PluginError) as exc:
+        except (ScenarioError, ProfileError, PluginError, RunDirError) as exc:
             # the message holds user text and hints such as "[service]": never markup
             err_console.print(Text.assemble(("error: ", "bold red"), str(exc)),
                               highlight=False, soft_wrap=True)
@@ -104,12 +105,19 @@ def print_warnings(sc: Any) -> None:
 @click.option("--records", default=None, metavar="all|none|auto|sample:P",
               help="Per-request records (default: simulation.records).")
 @click.option("--quiet", is_flag=True, help="Print only the output directory.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the results of another run in --out (PeakSim's files only).")
 @plugin_option
 def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str, ...],
-            records: str | None, quiet: bool, plugins: tuple[str, ...]) -> None:
-    """Run one simulation of SCENARIO (a TOML file) and write its results."""
+            records: str | None, quiet: bool, overwrite: bool,
+            plugins: tuple[str, ...]) -> None:
+    """Run one simulation of SCENARIO (a TOML file) and write its results.
+
+    --out must be empty, or hold a finished run of the same command (replaced), or
+    --overwrite is given; a second live run into the same folder is refused."""
     from simulator.api import run
     from simulator.output import default_out_dir, write_json, write_parquet
+    from simulator.run_dir import claim
     from simulator.summary import format_summary
 
     sc = load_with_plugins(scenario, sets, plugins)
@@ -121,14 +129,16 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
         sc = scenario_from_dict(raw, str(scenario), base_dir=scenario.parent)
     print_warnings(sc)
     out_dir = out or default_out_dir(sc.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    res = run(sc, seed=seed, records_path=out_dir / "records.parquet")
-    write_parquet(out_dir / "timeseries.parquet", res.timeseries)
-    for key, frame in res.extras.items():
-        write_parquet(out_dir / f"{key}.parquet", frame)
-    write_json(out_dir / "scenario.json", {"source": str(scenario), "overrides": list(sets),
-                                           "scenario": sc.model_dump(mode="json")})
-    write_json(out_dir / "summary.json", res.summary)
+    command = {"source": str(scenario), "overrides": list(sets), "seed": seed,
+               "records": records}
+    with claim(out_dir, command, overwrite):  # checked before simulating
+        res = run(sc, seed=seed, records_path=out_dir / "records.parquet")
+        write_parquet(out_dir / "timeseries.parquet", res.timeseries)
+        for key, frame in res.extras.items():
+            write_parquet(out_dir / f"{key}.parquet", frame)
+        write_json(out_dir / "scenario.json", {**command,
+                                               "scenario": sc.model_dump(mode="json")})
+        write_json(out_dir / "summary.json", res.summary)
     if not quiet:
         console.print(format_summary(res.summary))
     console.print(f"results: {out_dir}", markup=False, highlight=False)
