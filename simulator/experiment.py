@@ -28,7 +28,7 @@ from analysis import stats
 from simulator.executors import Executor, Override, Runner, RunTask
 from simulator.output import write_json, write_parquet
 from simulator.policies.registry import load_plugins, policy_modules
-from simulator.provenance import command_line, format_override, provenance
+from simulator.provenance import command_line, format_override, input_files, provenance
 from simulator.scenario import (
     Scenario,
     ScenarioError,
@@ -314,12 +314,33 @@ def grid_points(grid: Mapping[str, Sequence[Any] | str]) -> list[dict[str, Any]]
 
 
 def run_id(base: Base, overrides: Sequence[Override], params: Mapping[str, Any], r: int,
-           seed: int) -> str:
-    """Stable file name of one sweep run: hash of scenario, overrides, params, replication, seed."""
+           seed: int, inputs: Sequence[Mapping[str, Any]] = (),
+           metrics: Sequence[str] = ()) -> str:
+    """Stable file name of one sweep run, keyed by content: the scenario, overrides, grid
+    parameters, replication and seed, the SHA-256 of every input file it reads (trace,
+    profile, diurnal CSV, ...: see :func:`simulator.provenance.input_files`), the extra
+    metrics asked for and the PeakSim version. Change any of them and the run is redone."""
+    import simulator
+
     blob = json.dumps({"scenario": base.raw, "overrides": [list(o) for o in overrides],
-                       "params": params, "replication": r, "seed": seed},
+                       "params": params, "replication": r, "seed": seed,
+                       "inputs": sorted((str(i.get("role")), str(i.get("sha256")))
+                                        for i in inputs),
+                       "metrics": sorted(metrics), "version": simulator.__version__},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _cached_row(f: Path) -> dict[str, Any] | None:
+    """A finished sweep run's row, or None when the file is missing or unreadable (a run cut
+    short by a crash, a disk full): then it is run again."""
+    if not f.is_file():
+        return None
+    try:
+        df = pd.read_parquet(f)
+    except Exception:  # any unreadable file is a cache miss, never a failed resume
+        return None
+    return df.iloc[0].to_dict() if len(df) == 1 else None
 
 
 def _verdict(label: str, ci: stats.CI) -> str:
@@ -532,12 +553,15 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     tasks: list[RunTask] = []
     slots: list[tuple[int, Path | None]] = []
     for pi, p in enumerate(points):
+        inputs = input_files(base.validate(common + list(p.items())))
         for r in range(replications):
             s = replication_seed(seed, r)
-            f = (Path(out_dir) / "runs" / f"{run_id(base, common, p, r, s)}.parquet"
+            f = (Path(out_dir) / "runs" /
+                 f"{run_id(base, common, p, r, s, inputs, extra_metrics)}.parquet"
                  if out_dir is not None else None)
-            if f is not None and f.exists():
-                rows.append(pd.read_parquet(f).iloc[0].to_dict())
+            cached = _cached_row(f) if f is not None else None
+            if cached is not None:
+                rows.append(cached)
                 continue
             rows.append(None)
             slots.append((len(rows) - 1, f))
