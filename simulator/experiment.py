@@ -459,7 +459,8 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     runs = pd.DataFrame(rows)
     table, diffs = [], []
     base_runs = runs[runs["variant"] == baseline]
-    sc_first = base.validate(common + next(iter(vs.values())) + wov)
+    as_run = {name: base.validate(common + ov + wov) for name, ov in vs.items()}
+    sc_first = next(iter(as_run.values()))
     per_class = [] if len(sc_first.workload.classes) < 2 else [
         (f"violation_rate[{c.name}]", f"classes.{c.name}.sla.violation_rate", "")
         for c in sc_first.workload.classes]
@@ -474,7 +475,6 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
                 diffs.append({"variant": name, "baseline": baseline, "metric": label,
                               "unit": unit, **d.as_dict(), "verdict": _verdict(label, d)})
     warns += winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
-    as_run = {name: base.validate(common + ov + wov) for name, ov in vs.items()}
     warns += list(dict.fromkeys(w for sc in as_run.values()
                                 for w in scenario_warnings(sc, outside=False)))
     opts: list[tuple[str, Any]] = [("--variant", f"{name}:" + ",".join(
@@ -542,8 +542,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     seed = base.seed if seed is None else seed
     common = as_overrides(overrides)
     points = grid_points(grid) if grid else [{}]
-    for p in points:
-        base.validate(common + list(p.items()))
+    scenarios = [base.validate(common + list(p.items())) for p in points]
     bad = [m for m in extra_metrics if not m.startswith("wait_exceeds:")]
     if bad:
         raise ValueError(f"--metric {', '.join(bad)}: extra per-run metrics are "
@@ -553,7 +552,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     tasks: list[RunTask] = []
     slots: list[tuple[int, Path | None]] = []
     for pi, p in enumerate(points):
-        inputs = input_files(base.validate(common + list(p.items())))
+        inputs = input_files(scenarios[pi])
         for r in range(replications):
             s = replication_seed(seed, r)
             f = (Path(out_dir) / "runs" /
@@ -582,12 +581,12 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     if out_dir is not None:
         write_parquet(Path(out_dir) / "sweep.parquet", df)
         write_json(Path(out_dir) / "sweep.json",
-                   sweep_meta(base, common, points, grid, replications, seed, extra_metrics,
+                   sweep_meta(base, common, scenarios, grid, replications, seed, extra_metrics,
                               plugins))
     return df
 
 
-def sweep_meta(base: Base, common: list[Override], points: list[dict[str, Any]],
+def sweep_meta(base: Base, common: list[Override], scenarios: list[Scenario],
                grid: Mapping[str, Sequence[Any] | str], replications: int, seed: int,
                extra_metrics: Sequence[str], plugins: Sequence[str]) -> dict[str, Any]:
     """The content of ``sweep.json``: grid, provenance, the scenario as run, the command."""
@@ -604,10 +603,9 @@ def sweep_meta(base: Base, common: list[Override], points: list[dict[str, Any]],
     sc = base.validate(common)
     return {"scenario": base.source, "scenario_name": sc.name, "seed": seed,
             "replications": replications, "grid": {k: values(v) for k, v in grid.items()},
-            "points": len(points), "metrics": list(extra_metrics), "command": cmd,
+            "points": len(scenarios), "metrics": list(extra_metrics), "command": cmd,
             "provenance": provenance(
                 sc, source=base.source, overrides=common, seed=seed,
                 replication_seeds=[replication_seed(seed, r) for r in range(replications)],
-                command=cmd, extra_inputs=[base.validate(common + list(p.items()))
-                                           for p in points[:50]]),
+                command=cmd, extra_inputs=scenarios),
             "scenario_as_run": sc.model_dump(mode="json")}

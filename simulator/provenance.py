@@ -10,6 +10,7 @@ turned back into the command that made it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import shlex
@@ -24,7 +25,19 @@ Override = tuple[str, Any]
 
 
 def sha256_of(path: Path) -> str | None:
-    """SHA-256 hex digest of a file's bytes; None when it cannot be read."""
+    """SHA-256 hex digest of a file's bytes; None when it cannot be read.
+
+    Remembered per (path, size, modification time): a sweep keys every point's runs on its
+    input files, and a large trace is read once, not once per point."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str | None:
     h = hashlib.sha256()
     try:
         with Path(path).open("rb") as fh:
@@ -59,8 +72,6 @@ def input_files(sc: Scenario) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for role, field, text in found:
         path = sc.resolve_path(text)
-        if role == "plugin" and not path.is_absolute():
-            path = sc._base_dir / text if not path.exists() else path
         key = str(path.resolve()) if path.exists() else str(path)
         if key in seen:
             continue

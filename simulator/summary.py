@@ -56,7 +56,7 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
     breakdown = cost.CostBreakdown(compute, energy, storage, human, penalty)
     utilization = busy_total / prov_total if prov_total else math.nan
     n_nodes = sum(p.max_billed for p in run.pools)
-    verdict = overload_verdict(run, utilization)
+    verdict = overload_verdict(run, utilization, n_nodes)
     return {
         "scenario": sc.name,
         "seed": run.seed,
@@ -109,18 +109,18 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def overload_verdict(run: RunRecord, utilization: float) -> dict[str, Any]:
+def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[str, Any]:
     """Whether the offered load exceeded what the cluster could serve, and why.
 
     Overloaded when (a) more than ``sla.overload_share`` of the requests were shed by full
     queues (``admission.max_queue_length``, shared or per node) or class limits
     (``workload.classes[].max_queue_length``), (b) more than that share timed out waiting
     (``admission.timeout_ms`` or a class ``timeout_ms``), or (c) utilisation exceeded 0.97 and
-    more than 10 requests per node were still queued or in flight at the end (a growing
-    backlog). Requests lost with a preempted or failed node (``on_preempt`` / ``on_failure`` =
-    "lose") are losses, reported in ``causes`` but never a reason for overload. Shares of (a)
-    and losses are over the whole run (the queues count every arrival), (b) over the
-    measurement window.
+    more than 10 requests per node (``n_nodes``: the most billed) were still queued or in
+    flight at the end (a growing backlog). Requests lost with a preempted or failed node
+    (``on_preempt`` / ``on_failure`` = "lose") are losses, reported in ``causes`` but never a
+    reason for overload. Shares of (a) and losses are over the whole run (the queues count
+    every arrival), (b) over the measurement window.
     """
     tot = run.total
     share = run.scenario.sla.overload_share
@@ -128,7 +128,6 @@ def overload_verdict(run: RunRecord, utilization: float) -> dict[str, Any]:
     rejected = run.queue.rejected
     lost = sum(p.lost_requests for p in run.pools)
     backlog = max(run.final_queue_length, tot.in_flight)
-    n_nodes = sum(p.max_billed for p in run.pools)
     causes = {
         "shed_by_queue_limits": rejected, "shed_share": rejected / arrivals_all,
         "timed_out": tot.timed_out,

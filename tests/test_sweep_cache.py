@@ -8,19 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator.executors import SerialExecutor
 from simulator.experiment import sweep
 from tests.conftest import mmc_dict
-
-
-class Counting(SerialExecutor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def imap_unordered(self, fn: Any, tasks: Any) -> Any:
-        self.count += len(tasks)
-        return super().imap_unordered(fn, tasks)
+from tests.test_experiment import CountingExecutor as Counting
 
 
 def _trace(path: Path, n: int) -> None:
