@@ -117,6 +117,7 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
     --overwrite is given; a second live run into the same folder is refused."""
     from simulator.api import run
     from simulator.output import default_out_dir, write_json, write_parquet
+    from simulator.provenance import input_files, resolved_dump
     from simulator.run_dir import claim
     from simulator.summary import format_summary
 
@@ -136,8 +137,9 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
         write_parquet(out_dir / "timeseries.parquet", res.timeseries)
         for key, frame in res.extras.items():
             write_parquet(out_dir / f"{key}.parquet", frame)
-        write_json(out_dir / "scenario.json", {**command,
-                                               "scenario": sc.model_dump(mode="json")})
+        # the scenario as run, its input paths resolved, and each input file's SHA-256
+        write_json(out_dir / "scenario.json", {**command, "scenario": resolved_dump(sc),
+                                               "inputs": input_files(sc)})
         write_json(out_dir / "summary.json", res.summary)
     if not quiet:
         console.print(format_summary(res.summary))

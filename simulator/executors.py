@@ -10,7 +10,11 @@ which worker ran what or when. Seeds travel inside the tasks, never from the exe
   (safe with threads, same behaviour on Linux, macOS and Windows); the default.
 - ``DaskExecutor``: ``dask.distributed``: ``"local"`` starts a ``LocalCluster`` of single-threaded
   worker processes; ``"tcp://host:8786"`` connects to a running scheduler. Workers need PeakSim
-  installed and any profile/trace files the scenario references at the same paths.
+  installed; the input files a scenario reads (trace, profile, ...) are sent to remote workers
+  with the tasks (:mod:`simulator.input_copies`), so no shared filesystem is needed.
+
+Every worker stops when the process that started it is gone, even killed (SIGKILL); an error
+raised on a worker names it (host, pid).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +32,23 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from simulator.input_copies import bundle
 from simulator.output import flatten
 
 Override = tuple[str, Any]
 WAIT_EXCEEDS = re.compile(r"wait_exceeds:([0-9.eE+-]+)")
+
+
+class RunStore(Protocol):
+    """Where finished runs are kept (:class:`simulator.run_cache.RunCache`)."""
+
+    def get(self, task: RunTask) -> dict[str, Any] | None:
+        """The finished run's row, or None."""
+        ...
+
+    def put(self, task: RunTask, row: dict[str, Any]) -> None:
+        """Keep a finished run."""
+        ...
 
 
 class Executor(Protocol):
@@ -81,7 +98,8 @@ class PoolExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                         mp_context=multiprocessing.get_context("spawn"))
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),))
 
     def warm_up(self) -> None:
         """Start every worker process now (spawn plus imports take about a second each)."""
@@ -89,7 +107,7 @@ class PoolExecutor:
 
     def imap_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]
                        ) -> Iterator[tuple[int, Any]]:
-        futures: dict[Future[Any], int] = {self._pool.submit(fn, t): i
+        futures: dict[Future[Any], int] = {self._pool.submit(on_worker, t, fn): i
                                            for i, t in enumerate(tasks)}
         pending = set(futures)
         try:
@@ -127,8 +145,12 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, address: str = "local", workers: int | None = None) -> None:
+    def __init__(self, address: str = "local", workers: int | None = None,
+                 ship_inputs: bool | None = None) -> None:
         from distributed import Client, LocalCluster
+
+        # remote workers need not share the client's disk: send input files with the tasks
+        self.ship_inputs = address != "local" if ship_inputs is None else ship_inputs
 
         self._cluster: Any = None
         if address == "local":
@@ -150,7 +172,11 @@ class DaskExecutor:
                        ) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed
 
-        futures = self.client.map(fn, list(tasks), pure=False)
+        files: Any = {}
+        if self.ship_inputs:  # once per call, broadcast: not once per task
+            data = bundle(input_paths(tasks))
+            files = self.client.scatter(data, broadcast=True) if data else {}
+        futures = self.client.map(on_worker, list(tasks), fn=fn, files=files, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for f in as_completed(futures):
@@ -173,6 +199,49 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def on_worker(task: Any, fn: Callable[[Any], Any], files: Mapping[str, bytes] | None = None
+              ) -> Any:
+    """``fn(task)`` in a worker process, with the input files sent along readable under the
+    client's paths (:mod:`simulator.input_copies`). An error names the worker (host, pid):
+    a scenario, profile or plugin error keeps its type (the command line reports it as an
+    input error), anything else gets a note."""
+    from simulator.input_copies import installed
+    from simulator.policies.registry import PluginError, worker_name
+    from simulator.profiles import ProfileError
+    from simulator.scenario import ScenarioError
+
+    try:
+        with installed(files or {}):
+            return fn(task)
+    except (ScenarioError, ProfileError, PluginError) as exc:
+        if "on " + worker_name() in str(exc):
+            raise
+        raise type(exc)(f"on worker {worker_name()}: {exc}") from None
+    except Exception as exc:
+        exc.add_note(f"raised on worker {worker_name()}")
+        raise
+
+
+def input_paths(tasks: Sequence[Any]) -> list[str]:
+    """Every input file the scenarios of ``tasks`` read (one validation per distinct
+    scenario and overrides)."""
+    from simulator.provenance import input_files
+    from simulator.scenario import scenario_from_dict
+
+    seen: set[str] = set()
+    out: list[str] = []
+    for t in tasks:
+        if not isinstance(t, RunTask):
+            continue
+        memo = repr((id(t.raw), t.base_dir, t.overrides))
+        if memo in seen:
+            continue
+        seen.add(memo)
+        sc = scenario_from_dict(t.raw, t.source, list(t.overrides), Path(t.base_dir))
+        out += [str(f["path"]) for f in input_files(sc)]
+    return list(dict.fromkeys(out))
 
 
 def make_executor(workers: int | None = None, dask: str | None = None) -> Executor:
@@ -250,24 +319,48 @@ def wait_exceeds(records: pd.DataFrame, warmup_s: float, t_ms: float) -> float:
 
 
 class Runner:
-    """Runs batches of tasks on an executor (its own unless given) with a rich progress bar."""
+    """Runs batches of tasks on an executor (its own unless given) with a rich progress bar.
+
+    With a ``cache`` (a :class:`simulator.run_cache.RunCache`) finished runs are read back
+    instead of run again, and every new run is stored as soon as it finishes: an experiment
+    stopped at any point resumes where it stopped."""
 
     def __init__(self, executor: Executor | None = None, workers: int | None = None,
-                 dask: str | None = None, progress: bool = False) -> None:
+                 dask: str | None = None, progress: bool = False,
+                 cache: RunStore | None = None) -> None:
         self._own = executor is None
         self.executor = executor or make_executor(workers, dask)
         self.progress = progress
+        self.cache = cache
+        self.reused = 0  # runs read back from the cache instead of run
 
     def run(self, tasks: Sequence[RunTask], desc: str = "runs",
             on_result: Callable[[int, dict[str, Any]], None] | None = None
             ) -> list[dict[str, Any]]:
         """Results in task order (whatever order they finished in)."""
         out: list[dict[str, Any]] = [{} for _ in tasks]
-        if not tasks:
+        todo = list(range(len(tasks)))
+        if self.cache is not None:
+            todo = []
+            for i, t in enumerate(tasks):
+                hit = self.cache.get(t)
+                if hit is None:
+                    todo.append(i)
+                    continue
+                out[i] = hit
+                self.reused += 1
+                if on_result:
+                    on_result(i, hit)
+            if len(todo) < len(tasks):
+                desc += f" ({len(tasks) - len(todo)} done before)"
+        if not todo:
             return out
-        bar, task_id = _progress_bar(self.progress, desc, len(tasks))
+        bar, task_id = _progress_bar(self.progress, desc, len(todo))
         try:
-            for i, res in self.executor.imap_unordered(run_task, tasks):
+            for j, res in self.executor.imap_unordered(run_task, [tasks[i] for i in todo]):
+                i = todo[j]
+                if self.cache is not None:
+                    self.cache.put(tasks[i], res)
                 out[i] = res
                 if on_result:
                     on_result(i, res)
@@ -310,6 +403,34 @@ def _progress_bar(enabled: bool, desc: str, total: int) -> tuple[Any, Any]:
                    console=Console(stderr=True))
     bar.start()
     return bar, bar.add_task(desc, total=total)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it is gone, even
+    killed with SIGKILL (no Python code of its own runs then, so it cannot stop us). On
+    Linux the kernel sends SIGTERM at once (``PR_SET_PDEATHSIG``); everywhere a daemon thread
+    also checks every second that the parent is still ours."""
+    import ctypes
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the call
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="peaksim-parent-watch", daemon=True).start()
 
 
 def _noop(x: int) -> int:

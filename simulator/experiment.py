@@ -10,9 +10,8 @@ executor runs them.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import itertools
-import json
 import re
 import tomllib
 import warnings as _warnings
@@ -28,7 +27,8 @@ from analysis import stats
 from simulator.executors import Executor, Override, Runner, RunTask
 from simulator.output import write_json, write_parquet
 from simulator.policies.registry import load_plugins, policy_modules
-from simulator.provenance import command_line, format_override, input_files, provenance
+from simulator.provenance import command_line, format_override, provenance
+from simulator.run_cache import experiment_cache
 from simulator.scenario import (
     Scenario,
     ScenarioError,
@@ -151,7 +151,7 @@ def load_base(scenario: Scenario | Mapping[str, Any] | str | Path,
     if isinstance(scenario, Scenario):
         return Base(scenario.model_dump(mode="json"), scenario.source, str(scenario._base_dir))
     if isinstance(scenario, Mapping):
-        raw, source, base_dir = dict(scenario), "<dict>", "."
+        raw, source, base_dir = dict(scenario), "<dict>", str(Path.cwd())
     else:
         p = Path(scenario)
         if not p.is_file():
@@ -160,7 +160,7 @@ def load_base(scenario: Scenario | Mapping[str, Any] | str | Path,
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
-        source, base_dir = str(p), str(p.parent)
+        source, base_dir = str(p), str(p.parent.absolute())
     tables = {k: raw.pop(k) for k in ("compare", "sweep", "plan") if k in raw}
     base = Base(raw, source, base_dir, tables)
     if plugins:
@@ -313,36 +313,6 @@ def grid_points(grid: Mapping[str, Sequence[Any] | str]) -> list[dict[str, Any]]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def run_id(base: Base, overrides: Sequence[Override], params: Mapping[str, Any], r: int,
-           seed: int, inputs: Sequence[Mapping[str, Any]] = (),
-           metrics: Sequence[str] = ()) -> str:
-    """Stable file name of one sweep run, keyed by content: the scenario, overrides, grid
-    parameters, replication and seed, the SHA-256 of every input file it reads (trace,
-    profile, diurnal CSV, ...: see :func:`simulator.provenance.input_files`), the extra
-    metrics asked for and the PeakSim version. Change any of them and the run is redone."""
-    import simulator
-
-    blob = json.dumps({"scenario": base.raw, "overrides": [list(o) for o in overrides],
-                       "params": params, "replication": r, "seed": seed,
-                       "inputs": sorted((str(i.get("role")), str(i.get("sha256")))
-                                        for i in inputs),
-                       "metrics": sorted(metrics), "version": simulator.__version__},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def _cached_row(f: Path) -> dict[str, Any] | None:
-    """A finished sweep run's row, or None when the file is missing or unreadable (a run cut
-    short by a crash, a disk full): then it is run again."""
-    if not f.is_file():
-        return None
-    try:
-        df = pd.read_parquet(f)
-    except Exception:  # any unreadable file is a cache miss, never a failed resume
-        return None
-    return df.iloc[0].to_dict() if len(df) == 1 else None
-
-
 def _verdict(label: str, ci: stats.CI) -> str:
     """Words for a paired difference (variant - baseline; lower is better for every headline)."""
     if not ci.excludes(0.0):
@@ -394,7 +364,7 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
             min_requests_per_node: float = 200.0, executor: Executor | None = None,
             workers: int | None = None, dask: str | None = None, progress: bool = False,
             out_dir: Path | None = None, plugins: Sequence[str] = (),
-            keep_series: bool = True) -> CompareResult:
+            keep_series: bool = True, overwrite: bool = False) -> CompareResult:
     """Run every variant R times with common random numbers and compare them to ``baseline``.
 
     ``variants``: ``["NAME:key=value,key=value", ...]``, ``{NAME: {key: value}}`` or None for
@@ -405,115 +375,121 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     :func:`resolve_warmup`. Results are also written to ``out_dir`` when given. ``plugins``:
     modules that register policies (see :func:`load_base`). ``keep_series``: keep every run's
     time series (``CompareResult.timeseries``, ``timeseries.parquet``) for the timeline report.
+    With ``out_dir`` every finished run is kept in ``out_dir/runs`` (keyed by content, see
+    :mod:`simulator.run_cache`), so a stopped compare resumes; ``out_dir`` is checked and
+    locked before any run (:func:`simulator.run_dir.claim_experiment`; ``overwrite``).
     """
     if replications is not None and replications < 2:
         raise ValueError(f"replications = {replications}: need at least 2 for a confidence "
                          "interval")
-    base = load_base(scenario, plugins)
-    ctab = base.tables.get("compare", {})
-    vs = parse_variants(variants, base)
-    baseline = baseline or ctab.get("baseline") or next(iter(vs))
-    if baseline not in vs:
-        raise ScenarioError(f"baseline '{baseline}' is not a variant ({', '.join(vs)})")
-    if replications is None and rel_precision is None:
-        replications, rel_precision = ctab.get("replications"), ctab.get("rel_precision")
-        replications = replications or (None if rel_precision else 10)
-    seed = base.seed if seed is None else seed
-    common = as_overrides(overrides)
-    rows: list[dict[str, Any]] = []
-    series: list[pd.DataFrame] = []
-    warns: list[str] = []
-    with Runner(executor, workers, dask, progress) as runner:
-        base.require_portable(runner.executor)
-        wov, winfo = resolve_warmup(runner, base, [common + v for v in vs.values()], warmup, seed)
+    with contextlib.ExitStack() as stack:
+        base = load_base(scenario, plugins)
+        ctab = base.tables.get("compare", {})
+        vs = parse_variants(variants, base)
+        baseline = baseline or ctab.get("baseline") or next(iter(vs))
+        if baseline not in vs:
+            raise ScenarioError(f"baseline '{baseline}' is not a variant ({', '.join(vs)})")
+        if replications is None and rel_precision is None:
+            replications, rel_precision = ctab.get("replications"), ctab.get("rel_precision")
+            replications = replications or (None if rel_precision else 10)
+        seed = base.seed if seed is None else seed
+        common = as_overrides(overrides)
+        rows: list[dict[str, Any]] = []
+        series: list[pd.DataFrame] = []
+        warns: list[str] = []
+        cache = stack.enter_context(experiment_cache(out_dir, "compare", overwrite))
+        with Runner(executor, workers, dask, progress, cache) as runner:
+            base.require_portable(runner.executor)
+            wov, winfo = resolve_warmup(runner, base, [common + v for v in vs.values()],
+                                        warmup, seed)
 
-        def batch(r0: int, r1: int) -> None:
-            tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(common + ov + wov),
-                             replication_seed(seed, r), {"variant": name, "replication": r},
-                             keep_series=keep_series)
-                     for r in range(r0, r1) for name, ov in vs.items()]
-            for row in runner.run(tasks, f"compare: replications {r0 + 1}-{r1}"):
-                ts = row.pop("_timeseries", None)
-                if ts is not None:
-                    series.append(ts.assign(variant=row["variant"],
-                                            replication=row["replication"]))
-                rows.append(row)
+            def batch(r0: int, r1: int) -> None:
+                tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(common + ov + wov),
+                                 replication_seed(seed, r), {"variant": name, "replication": r},
+                                 keep_series=keep_series)
+                         for r in range(r0, r1) for name, ov in vs.items()]
+                for row in runner.run(tasks, f"compare: replications {r0 + 1}-{r1}"):
+                    ts = row.pop("_timeseries", None)
+                    if ts is not None:
+                        series.append(ts.assign(variant=row["variant"],
+                                                replication=row["replication"]))
+                    rows.append(row)
 
-        n = replications or min_replications
-        batch(0, n)
-        while rel_precision is not None:
-            df = pd.DataFrame(rows)
-            need = max(stats.replications_needed(df.loc[df["variant"] == v, metric_column(m)],
-                                                 rel_precision, level)
-                       for v in vs for m in precision_metrics)
-            if need <= n:
-                break
-            if n >= max_replications:
-                warns.append(f"relative precision {rel_precision:g} not reached after "
-                             f"{n} replications (max_replications)")
-                break
-            new_n = min(max_replications, max(n + 1, min(need, 2 * n)))
-            batch(n, new_n)
-            n = new_n
-        executor_name = runner.executor.name
-    runs = pd.DataFrame(rows)
-    table, diffs = [], []
-    base_runs = runs[runs["variant"] == baseline]
-    as_run = {name: base.validate(common + ov + wov) for name, ov in vs.items()}
-    sc_first = next(iter(as_run.values()))
-    per_class = [] if len(sc_first.workload.classes) < 2 else [
-        (f"violation_rate[{c.name}]", f"classes.{c.name}.sla.violation_rate", "")
-        for c in sc_first.workload.classes]
-    for name in vs:
-        mine = runs[runs["variant"] == name]
-        for label, col, unit in [*HEADLINE, *per_class]:
-            ci = stats.t_ci(mine[col], level)
-            table.append({"variant": name, "metric": label, "unit": unit, **ci.as_dict(),
-                          "rel_precision": ci.rel_precision})
-            if name != baseline:
-                d = stats.paired_ci(mine[col].to_numpy(), base_runs[col].to_numpy(), level)
-                diffs.append({"variant": name, "baseline": baseline, "metric": label,
-                              "unit": unit, **d.as_dict(), "verdict": _verdict(label, d)})
-    warns += winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
-    warns += list(dict.fromkeys(w for sc in as_run.values()
-                                for w in scenario_warnings(sc, outside=False)))
-    opts: list[tuple[str, Any]] = [("--variant", f"{name}:" + ",".join(
-        format_override(a, b) for a, b in ov)) for name, ov in vs.items()]
-    opts += [("--baseline", baseline), ("--seed", seed)]
-    opts += ([("--rel-precision", rel_precision), ("--max-replications", max_replications)]
-             if rel_precision is not None else [("--replications", n)])
-    opts += [("--set", format_override(a, b)) for a, b in common]
-    if warmup is not None:
-        opts.append(("--warmup", warmup))
-    opts += [("--plugin", p) for p in plugins]
-    cmd = command_line("compare", base.source, opts)
-    first = next(iter(as_run.values()))
-    meta = {"scenario": base.source, "scenario_name": first.name, "seed": seed,
-            "replications": n, "level": level,
-            "rel_precision_target": rel_precision, "executor": executor_name,
-            "ci_method": stats.T_METHOD, "difference_method": stats.PAIRED_METHOD,
-            "seeds": "replication r uses SeedSequence(seed).spawn child r, same for every "
-                     "variant (common random numbers)",
-            "warmup": winfo, "overrides": [format_override(a, b) for a, b in common],
-            "variants": {k: [format_override(a, b) for a, b in v] for k, v in vs.items()},
-            "command": cmd,
-            "provenance": provenance(
-                base.validate(common + wov), source=base.source, overrides=common, seed=seed,
-                replication_seeds=[replication_seed(seed, r) for r in range(n)], command=cmd,
-                warmup=winfo, variant_overrides=vs, extra_inputs=list(as_run.values())),
-            "scenarios_as_run": {k: v.model_dump(mode="json") for k, v in as_run.items()}}
-    ts_all = pd.DataFrame()
-    if series:
-        ts_all = pd.concat(series, ignore_index=True)
-        ts_all = ts_all[["variant", "replication",
-                         *[c for c in ts_all.columns if c not in ("variant", "replication")]]]
-    res = CompareResult(runs, pd.DataFrame(table), pd.DataFrame(diffs), baseline, meta, warns,
-                        ts_all)
-    for w in warns:
-        _warnings.warn(w, ExperimentWarning, stacklevel=2)
-    if out_dir is not None:
-        res.write(Path(out_dir))
-    return res
+            n = replications or min_replications
+            batch(0, n)
+            while rel_precision is not None:
+                df = pd.DataFrame(rows)
+                need = max(stats.replications_needed(df.loc[df["variant"] == v, metric_column(m)],
+                                                     rel_precision, level)
+                           for v in vs for m in precision_metrics)
+                if need <= n:
+                    break
+                if n >= max_replications:
+                    warns.append(f"relative precision {rel_precision:g} not reached after "
+                                 f"{n} replications (max_replications)")
+                    break
+                new_n = min(max_replications, max(n + 1, min(need, 2 * n)))
+                batch(n, new_n)
+                n = new_n
+            executor_name = runner.executor.name
+        runs = pd.DataFrame(rows)
+        table, diffs = [], []
+        base_runs = runs[runs["variant"] == baseline]
+        as_run = {name: base.validate(common + ov + wov) for name, ov in vs.items()}
+        sc_first = next(iter(as_run.values()))
+        per_class = [] if len(sc_first.workload.classes) < 2 else [
+            (f"violation_rate[{c.name}]", f"classes.{c.name}.sla.violation_rate", "")
+            for c in sc_first.workload.classes]
+        for name in vs:
+            mine = runs[runs["variant"] == name]
+            for label, col, unit in [*HEADLINE, *per_class]:
+                ci = stats.t_ci(mine[col], level)
+                table.append({"variant": name, "metric": label, "unit": unit, **ci.as_dict(),
+                              "rel_precision": ci.rel_precision})
+                if name != baseline:
+                    d = stats.paired_ci(mine[col].to_numpy(), base_runs[col].to_numpy(), level)
+                    diffs.append({"variant": name, "baseline": baseline, "metric": label,
+                                  "unit": unit, **d.as_dict(), "verdict": _verdict(label, d)})
+        warns += winfo.pop("warnings", []) + run_warnings(runs, min_requests_per_node)
+        warns += list(dict.fromkeys(w for sc in as_run.values()
+                                    for w in scenario_warnings(sc, outside=False)))
+        opts: list[tuple[str, Any]] = [("--variant", f"{name}:" + ",".join(
+            format_override(a, b) for a, b in ov)) for name, ov in vs.items()]
+        opts += [("--baseline", baseline), ("--seed", seed)]
+        opts += ([("--rel-precision", rel_precision), ("--max-replications", max_replications)]
+                 if rel_precision is not None else [("--replications", n)])
+        opts += [("--set", format_override(a, b)) for a, b in common]
+        if warmup is not None:
+            opts.append(("--warmup", warmup))
+        opts += [("--plugin", p) for p in plugins]
+        cmd = command_line("compare", base.source, opts)
+        first = next(iter(as_run.values()))
+        meta = {"scenario": base.source, "scenario_name": first.name, "seed": seed,
+                "replications": n, "level": level,
+                "rel_precision_target": rel_precision, "executor": executor_name,
+                "ci_method": stats.T_METHOD, "difference_method": stats.PAIRED_METHOD,
+                "seeds": "replication r uses SeedSequence(seed).spawn child r, same for every "
+                         "variant (common random numbers)",
+                "warmup": winfo, "overrides": [format_override(a, b) for a, b in common],
+                "variants": {k: [format_override(a, b) for a, b in v] for k, v in vs.items()},
+                "command": cmd,
+                "provenance": provenance(
+                    base.validate(common + wov), source=base.source, overrides=common, seed=seed,
+                    replication_seeds=[replication_seed(seed, r) for r in range(n)], command=cmd,
+                    warmup=winfo, variant_overrides=vs, extra_inputs=list(as_run.values())),
+                "scenarios_as_run": {k: v.model_dump(mode="json") for k, v in as_run.items()}}
+        ts_all = pd.DataFrame()
+        if series:
+            ts_all = pd.concat(series, ignore_index=True)
+            ts_all = ts_all[["variant", "replication",
+                             *[c for c in ts_all.columns if c not in ("variant", "replication")]]]
+        res = CompareResult(runs, pd.DataFrame(table), pd.DataFrame(diffs), baseline, meta, warns,
+                            ts_all)
+        for w in warns:
+            _warnings.warn(w, ExperimentWarning, stacklevel=2)
+        if out_dir is not None:
+            res.write(Path(out_dir))
+        return res
 
 
 class ExperimentWarning(UserWarning):
@@ -526,13 +502,16 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
           out_dir: Path | None = None, seed: int | None = None, overrides: Sequence[str] = (),
           extra_metrics: Sequence[str] = (), executor: Executor | None = None,
           workers: int | None = None, dask: str | None = None,
-          progress: bool = False, plugins: Sequence[str] = ()) -> pd.DataFrame:
+          progress: bool = False, plugins: Sequence[str] = (),
+          overwrite: bool = False) -> pd.DataFrame:
     """Cartesian ``grid`` x ``replications``: one row per run (parameters, ``point``,
     ``replication``, ``seed``, every summary field).
 
-    With ``out_dir`` every run is written atomically to ``out_dir/runs/<hash>.parquet`` as it
-    finishes (hash of scenario, overrides, parameters, replication and seed); files already
-    there are read instead of re-run, so an interrupted sweep resumes. ``sweep.parquet`` holds
+    With ``out_dir`` every run is written atomically to ``out_dir/runs/<key>.parquet`` as it
+    finishes (key: a hash of everything the result depends on, input files' contents
+    included: :mod:`simulator.run_cache`); runs already there are read instead of re-run, so
+    an interrupted sweep resumes. ``out_dir`` is checked and locked before any run
+    (:func:`simulator.run_dir.claim_experiment`; ``overwrite``). ``sweep.parquet`` holds
     all rows at the end. Replication r of every point shares one seed (common random numbers).
     ``plugins``: modules that register policies (see :func:`load_base`).
     """
@@ -548,41 +527,20 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
         raise ValueError(f"--metric {', '.join(bad)}: extra per-run metrics are "
                          "wait_exceeds:T_MS (every summary field is in the table already)")
     check_metrics(list(extra_metrics), base.validate(common))
-    rows: list[dict[str, Any] | None] = []
-    tasks: list[RunTask] = []
-    slots: list[tuple[int, Path | None]] = []
-    for pi, p in enumerate(points):
-        inputs = input_files(scenarios[pi])
-        for r in range(replications):
-            s = replication_seed(seed, r)
-            f = (Path(out_dir) / "runs" /
-                 f"{run_id(base, common, p, r, s, inputs, extra_metrics)}.parquet"
-                 if out_dir is not None else None)
-            cached = _cached_row(f) if f is not None else None
-            if cached is not None:
-                rows.append(cached)
-                continue
-            rows.append(None)
-            slots.append((len(rows) - 1, f))
-            tasks.append(RunTask(base.raw, base.source, base.base_dir,
-                                 tuple(common + list(p.items())), s,
-                                 {**p, "point": pi, "replication": r}, tuple(extra_metrics)))
-
-    def save(i: int, res: dict[str, Any]) -> None:
-        slot, f = slots[i]
-        rows[slot] = res
-        if f is not None:
-            write_parquet(f, pd.DataFrame([res]))
-
-    with Runner(executor, workers, dask, progress) as runner:
+    tasks = [RunTask(base.raw, base.source, base.base_dir, tuple(common + list(p.items())),
+                     replication_seed(seed, r), {**p, "point": pi, "replication": r},
+                     tuple(extra_metrics))
+             for pi, p in enumerate(points) for r in range(replications)]
+    with experiment_cache(out_dir, "sweep", overwrite) as cache, \
+            Runner(executor, workers, dask, progress, cache) as runner:
         base.require_portable(runner.executor)
-        runner.run(tasks, f"sweep ({len(rows) - len(tasks)} done before)", on_result=save)
-    df = pd.DataFrame([r for r in rows if r is not None])
-    if out_dir is not None:
-        write_parquet(Path(out_dir) / "sweep.parquet", df)
-        write_json(Path(out_dir) / "sweep.json",
-                   sweep_meta(base, common, scenarios, grid, replications, seed, extra_metrics,
-                              plugins))
+        rows = runner.run(tasks, "sweep")
+        df = pd.DataFrame(rows)
+        if out_dir is not None:
+            write_parquet(Path(out_dir) / "sweep.parquet", df)
+            write_json(Path(out_dir) / "sweep.json",
+                       sweep_meta(base, common, scenarios, grid, replications, seed,
+                                  extra_metrics, plugins))
     return df
 
 

@@ -31,7 +31,12 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Parallel runs (default: all cores; 1 = in this process)."),
         click.option("--dask", default=None, metavar="local|tcp://HOST:PORT",
                      help="Run on Dask: 'local' starts a LocalCluster, else a scheduler address."),
-        click.option("--out", type=_dir, default=None, help="Write results into this directory."),
+        click.option("--out", type=_dir, default=None,
+                     help="Write results into this directory; its finished runs are kept "
+                          "(runs/, keyed by content), so rerunning the command resumes."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace another command's results in --out (PeakSim's files "
+                          "only, the kept runs included)."),
         click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
                      help="Import a module that registers policies (dotted name or .py file; "
                           "repeatable); every worker imports it too."),
@@ -99,7 +104,7 @@ def _print_warnings(ws: list[str]) -> None:
 def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                 replications: int | None, rel_precision: float | None, max_replications: int,
                 warmup: str | None, seed: int | None, sets: tuple[str, ...],
-                workers: int | None, dask: str | None, out: Path | None,
+                workers: int | None, dask: str | None, out: Path | None, overwrite: bool,
                 plugins: tuple[str, ...]) -> None:
     """Compare policy variants of SCENARIO with common random numbers and 95% CIs."""
     from simulator.experiment import compare
@@ -113,7 +118,7 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                           replications=replications, rel_precision=rel_precision, seed=seed,
                           overrides=sets, warmup=_warmup_value(warmup),
                           max_replications=max_replications, workers=workers, dask=dask,
-                          progress=True, out_dir=out, plugins=plugins)
+                          progress=True, out_dir=out, plugins=plugins, overwrite=overwrite)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
@@ -161,7 +166,7 @@ def _grid(items: tuple[str, ...]) -> dict[str, str]:
 @_common
 def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
               metrics: tuple[str, ...], seed: int | None, sets: tuple[str, ...],
-              workers: int | None, dask: str | None, out: Path | None,
+              workers: int | None, dask: str | None, out: Path | None, overwrite: bool,
               plugins: tuple[str, ...]) -> None:
     """Run a grid of SCENARIO variants x replications into a Parquet dataset (resumable)."""
     from simulator.experiment import sweep
@@ -171,7 +176,7 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
     try:
         df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed,
                    overrides=sets, extra_metrics=metrics, workers=workers, dask=dask,
-                   progress=True, plugins=plugins)
+                   progress=True, plugins=plugins, overwrite=overwrite)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
@@ -250,7 +255,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
              constraints: tuple[str, ...], method: str, min_replications: int,
              max_replications: int, cap: int, warmup: str | None, seed: int | None,
              sets: tuple[str, ...], workers: int | None, dask: str | None, out: Path | None,
-             plugins: tuple[str, ...]) -> None:
+             overwrite: bool, plugins: tuple[str, ...]) -> None:
     """Find the cheapest setting of the --vary knobs meeting every --constraint with 95%
     confidence (method: docs/experiments.md)."""
     from simulator.planner import plan
@@ -262,7 +267,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
                        method=method, seed=seed, overrides=sets, warmup=_warmup_value(warmup),
                        min_replications=min_replications, max_replications=max_replications,
                        cap=cap, workers=workers, dask=dask, progress=True, out_dir=out,
-                       plugins=plugins)
+                       plugins=plugins, overwrite=overwrite)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise

@@ -32,6 +32,7 @@ on the executor, so neither does the answer.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -59,6 +60,7 @@ from simulator.experiment import (
 )
 from simulator.output import write_json, write_parquet
 from simulator.provenance import command_line, format_override, provenance
+from simulator.run_cache import experiment_cache
 from simulator.scenario import Scenario, ScenarioError, parse_value, scenario_warnings
 
 METHODS = ("search", "exhaustive")
@@ -460,13 +462,18 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
          step: int = 4, max_replications: int = 40, cap: int = 4096,
          min_requests_per_node: float = 200.0, executor: Executor | None = None,
          workers: int | None = None, dask: str | None = None, progress: bool = False,
-         out_dir: Path | None = None, plugins: Sequence[str] = ()) -> PlanResult:
+         out_dir: Path | None = None, plugins: Sequence[str] = (),
+         overwrite: bool = False) -> PlanResult:
     """The point minimising the mean ``objective`` among points whose every constraint holds
     with confidence ``level`` (the whole CI on the right side of the threshold).
 
     See the module docstring for the method. ``vary``: ``KEY:LO..HI`` (integer, capacity:
     feasibility non-decreasing), ``KEY:LO..`` (open-ended; the first integer knob only),
-    ``KEY=V1,V2`` (enumerated). ``method``: ``"search"`` or ``"exhaustive"``.
+    ``KEY=V1,V2`` (enumerated). ``method``: ``"search"`` or ``"exhaustive"``. With
+    ``out_dir`` every finished run is kept in ``out_dir/runs`` (keyed by content:
+    :mod:`simulator.run_cache`), so a stopped plan resumes with the same answer; ``out_dir``
+    is checked and locked before any run (:func:`simulator.run_dir.claim_experiment`;
+    ``overwrite``).
     """
     if method not in METHODS:
         raise ValueError(f"method '{method}': allowed {', '.join(METHODS)}")
@@ -499,77 +506,80 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
     others = [k for k in knobs if k is not prim]
     choices = [k.values if k.values is not None else range(k.lo, (k.hi or k.lo) + 1)
                for k in others]
-    warns: list[str] = []
-    with Runner(executor, workers, dask, progress) as runner:
-        base.require_portable(runner.executor)
-        wov, winfo = resolve_warmup(runner, base, [common], warmup, seed)
-        pl = _Planner(base, knobs, cons, objective, common, runner, seed, level,
-                      min_replications, step, max_replications)
-        pl.wov = wov
-        sc_run = base.validate(common + wov)
-        if method == "exhaustive" or prim is None:
-            prim_vals = range(prim.lo, prim.hi + 1) if prim is not None and prim.hi else [None]
-            for combo in itertools.product(*choices):
-                fixed = dict(zip([k.key for k in others], combo, strict=True))
-                for x in prim_vals:
-                    pt = pl.point({**fixed, **({prim.key: x} if prim is not None else {})})
-                    pl.assess(pt, "exhaustive" if method == "exhaustive" else "enumerated")
-        else:
-            cur = _current(sc0.model_dump(), prim.key)
-            start = cur if isinstance(cur, int) else None
-            starts: dict[str, tuple[dict[str, Any], int]] = {}
-            for combo in itertools.product(*choices):
-                fixed = dict(zip([k.key for k in others], combo, strict=True))
-                x = pl.frontier(prim, fixed, start, cap)
-                top = prim.hi if prim.hi is not None else cap
-                if x is None:
-                    pl.skip_range(fixed, prim, prim.lo, top, lambda a, b: (
-                        "infeasible by monotonicity: no value up to the range's end is "
-                        "feasible"))
-                    continue
-                pl.skip_range(fixed, prim, prim.lo, x - 1, lambda a, b, x=x: (
-                    f"infeasible by monotonicity: below the smallest feasible {prim.key} = "
-                    f"{x}"))
-                starts[pl.key(fixed)] = (fixed, x)
-            warns += pl.cost_search(prim, starts, cap)
-        contenders = pl.rank()
-        executor_name = runner.executor.name
-    points = [pl.evaluated[k] for k in pl.order]
-    b = pl.best()
-    best = pl.point(b) if b is not None else None
-    runs = pd.DataFrame([r for k in pl.order for r in pl.rows[k]])
-    # an overloaded or short run at an infeasible point decides nothing: warn about the
-    # runs of feasible points only (infeasible ones are reported as such)
-    decisive = pd.DataFrame([r for k in pl.order if pl.evaluated[k]["feasible"]
-                             for r in pl.rows[k]])
-    warns += winfo.pop("warnings", []) + (run_warnings(decisive, min_requests_per_node)
-                                          if len(decisive) else [])
-    warns += scenario_warnings(sc_run, outside=False)
-    warns += [f"point {_label(pl.point(p))} undecided after {p['n']} replications: counted "
-              "infeasible" for p in points if p["decision"] == "undecided"]
-    warns += [f"point {_label({k: c[k] for k in pl.point(c)})} is statistically tied with the "
-              f"best after {max_replications} replications: both are answers"
-              for c in contenders if str(c.get("verdict", "")).startswith("tied")]
-    if best is None:
-        warns.append("no point meets every constraint with confidence")
-    if prim is not None:
-        lists = [k.key for k in knobs if not k.is_range]
-        rng = [k.key for k in knobs if k.is_range]
-        if any(all(p[x] == q[x] for x in lists) and all(p[x] <= q[x] for x in rng)
-               and p["feasible"] and q["decision"] == "violated" for p in points for q in points):
-            warns.append(f"feasibility is not monotone in {', '.join(rng)}: the search may "
-                         "miss the cheapest point; enumerate with KEY=V1,V2,... or use "
-                         "method 'exhaustive'")
-    skipped = list(pl.skipped.values())
-    meta = _meta(base, sc_run, knobs, cons, objective, method, seed, common, winfo, level,
-                 min_replications, step, max_replications, executor_name, runs, contenders,
-                 warmup, plugins)
-    res = PlanResult(best, points, runs, meta, warns, skipped)
-    for w in warns:
-        _warnings.warn(w, ExperimentWarning, stacklevel=2)
-    if out_dir is not None:
-        res.write(Path(out_dir))
-    return res
+    with contextlib.ExitStack() as stack:
+        warns: list[str] = []
+        cache = stack.enter_context(experiment_cache(out_dir, "plan", overwrite))
+        with Runner(executor, workers, dask, progress, cache) as runner:
+            base.require_portable(runner.executor)
+            wov, winfo = resolve_warmup(runner, base, [common], warmup, seed)
+            pl = _Planner(base, knobs, cons, objective, common, runner, seed, level,
+                          min_replications, step, max_replications)
+            pl.wov = wov
+            sc_run = base.validate(common + wov)
+            if method == "exhaustive" or prim is None:
+                prim_vals = range(prim.lo, prim.hi + 1) if prim is not None and prim.hi else [None]
+                for combo in itertools.product(*choices):
+                    fixed = dict(zip([k.key for k in others], combo, strict=True))
+                    for x in prim_vals:
+                        pt = pl.point({**fixed, **({prim.key: x} if prim is not None else {})})
+                        pl.assess(pt, "exhaustive" if method == "exhaustive" else "enumerated")
+            else:
+                cur = _current(sc0.model_dump(), prim.key)
+                start = cur if isinstance(cur, int) else None
+                starts: dict[str, tuple[dict[str, Any], int]] = {}
+                for combo in itertools.product(*choices):
+                    fixed = dict(zip([k.key for k in others], combo, strict=True))
+                    x = pl.frontier(prim, fixed, start, cap)
+                    top = prim.hi if prim.hi is not None else cap
+                    if x is None:
+                        pl.skip_range(fixed, prim, prim.lo, top, lambda a, b: (
+                            "infeasible by monotonicity: no value up to the range's end is "
+                            "feasible"))
+                        continue
+                    pl.skip_range(fixed, prim, prim.lo, x - 1, lambda a, b, x=x: (
+                        f"infeasible by monotonicity: below the smallest feasible {prim.key} = "
+                        f"{x}"))
+                    starts[pl.key(fixed)] = (fixed, x)
+                warns += pl.cost_search(prim, starts, cap)
+            contenders = pl.rank()
+            executor_name = runner.executor.name
+        points = [pl.evaluated[k] for k in pl.order]
+        b = pl.best()
+        best = pl.point(b) if b is not None else None
+        runs = pd.DataFrame([r for k in pl.order for r in pl.rows[k]])
+        # an overloaded or short run at an infeasible point decides nothing: warn about the
+        # runs of feasible points only (infeasible ones are reported as such)
+        decisive = pd.DataFrame([r for k in pl.order if pl.evaluated[k]["feasible"]
+                                 for r in pl.rows[k]])
+        warns += winfo.pop("warnings", []) + (run_warnings(decisive, min_requests_per_node)
+                                              if len(decisive) else [])
+        warns += scenario_warnings(sc_run, outside=False)
+        warns += [f"point {_label(pl.point(p))} undecided after {p['n']} replications: counted "
+                  "infeasible" for p in points if p["decision"] == "undecided"]
+        warns += [f"point {_label({k: c[k] for k in pl.point(c)})} is statistically tied with the "
+                  f"best after {max_replications} replications: both are answers"
+                  for c in contenders if str(c.get("verdict", "")).startswith("tied")]
+        if best is None:
+            warns.append("no point meets every constraint with confidence")
+        if prim is not None:
+            lists = [k.key for k in knobs if not k.is_range]
+            rng = [k.key for k in knobs if k.is_range]
+            if any(all(p[x] == q[x] for x in lists) and all(p[x] <= q[x] for x in rng)
+                   and p["feasible"] and q["decision"] == "violated"
+                   for p in points for q in points):
+                warns.append(f"feasibility is not monotone in {', '.join(rng)}: the search may "
+                             "miss the cheapest point; enumerate with KEY=V1,V2,... or use "
+                             "method 'exhaustive'")
+        skipped = list(pl.skipped.values())
+        meta = _meta(base, sc_run, knobs, cons, objective, method, seed, common, winfo, level,
+                     min_replications, step, max_replications, executor_name, runs, contenders,
+                     warmup, plugins)
+        res = PlanResult(best, points, runs, meta, warns, skipped)
+        for w in warns:
+            _warnings.warn(w, ExperimentWarning, stacklevel=2)
+        if out_dir is not None:
+            res.write(Path(out_dir))
+        return res
 
 
 def _meta(base: Any, sc0: Scenario, knobs: list[Vary], cons: list[stats.Constraint],

@@ -48,8 +48,8 @@ def _digest(path: str, size: int, mtime_ns: int) -> str | None:
     return h.hexdigest()
 
 
-def input_files(sc: Scenario) -> list[dict[str, Any]]:
-    """Every file a validated scenario reads, as ``{role, field, path, sha256}`` (no repeats)."""
+def _input_fields(sc: Scenario) -> list[tuple[str, str, str]]:
+    """(role, dotted field, path as written) of every file a scenario names."""
     found: list[tuple[str, str, str]] = []
     if sc.service is not None and sc.service.profile:
         found.append(("profile", "service.profile", sc.service.profile))
@@ -68,6 +68,37 @@ def input_files(sc: Scenario) -> list[dict[str, Any]]:
     for spec in sc.policy.plugins:
         if spec.endswith(".py") or "/" in spec:
             found.append(("plugin", "policy.plugins", spec))
+    return found
+
+
+def resolved_dump(sc: Scenario) -> dict[str, Any]:
+    """The scenario as JSON with every input path replaced by the absolute path it was read
+    from: a saved scenario (``scenario.json``) re-runs from any directory, reading the same
+    files."""
+    raw = sc.model_dump(mode="json")
+    pools = {p["name"]: p for p in raw["cluster"]["pools"]}
+    for _role, field, text in _input_fields(sc):
+        path = str(sc.resolve_path(text))
+        parts = field.split(".")
+        if parts[0] == "cluster":
+            node = pools[parts[2]]
+            for k in parts[3:-1]:
+                node = node[k]
+            node[parts[-1]] = path
+        elif field == "policy.plugins":
+            raw["policy"]["plugins"] = [path if x == text else x
+                                        for x in raw["policy"]["plugins"]]
+        else:
+            node = raw
+            for k in parts[:-1]:
+                node = node[k]
+            node[parts[-1]] = path
+    return raw
+
+
+def input_files(sc: Scenario) -> list[dict[str, Any]]:
+    """Every file a validated scenario reads, as ``{role, field, path, sha256}`` (no repeats)."""
+    found = _input_fields(sc)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for role, field, text in found:

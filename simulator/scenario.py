@@ -9,6 +9,7 @@ Field units are in the names: ``_s`` seconds, ``_ms`` milliseconds, ``_qps`` req
 from __future__ import annotations
 
 import copy
+import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -146,12 +147,26 @@ class Scenario(_Model):
         return svc
 
     def resolve_path(self, p: str) -> Path:
-        """A path from the scenario: absolute, or relative to the cwd, else to the file."""
-        path = Path(p)
-        if path.is_absolute() or path.exists():
-            return path
-        alt = self._base_dir / path
-        return alt if alt.exists() else path
+        """A path from the scenario: absolute as written (``~`` expanded); relative, against
+        the scenario file's folder (a scenario built from a dict: the working directory when
+        it was built). Never the current directory of the moment: a scenario reads the same
+        files from wherever it is run. On a remote worker a file sent with the task
+        (:mod:`simulator.input_copies`) is read from its local copy."""
+        from simulator.input_copies import local_copy
+
+        path = Path(p).expanduser()
+        return local_copy(path if path.is_absolute() else self._base_dir / path)
+
+    def missing_file(self, field: str, p: str) -> ScenarioError:
+        """The error for a file the scenario names that is not there (says where it looked)."""
+        where = self.resolve_path(p)
+        hint = ""
+        if not Path(p).expanduser().is_absolute():
+            hint = (f" (relative paths are read from the scenario's folder, {self._base_dir}"
+                    + ("; the path exists relative to the current directory: write it "
+                       "relative to the scenario file, or absolute" if Path(p).exists() else "")
+                    + ")")
+        return ScenarioError(f"{self.source}: field '{field}': file not found: {where}{hint}")
 
     @property
     def source(self) -> str:
@@ -301,13 +316,14 @@ def scenario_from_dict(
         apply_override(raw, k, v)
     _rederive_calendar(raw, [k for k, _ in overrides or []])
     try:
-        sc = Scenario.model_validate(raw, context={"base_dir": base_dir or Path.cwd()})
+        base_dir = Path(os.path.abspath(base_dir or Path.cwd()))  # fixed now, not per call
+        sc = Scenario.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, raw, source)) from None
     except PluginError as exc:
         raise ScenarioError(f"{source}: field 'policy.plugins': {exc}") from None
     sc._source = source
-    sc._base_dir = base_dir or Path.cwd()
+    sc._base_dir = base_dir
     _check_files(sc)
     return sc
 
@@ -367,6 +383,8 @@ def _check_files(sc: Scenario) -> None:
         if svc.profile is None:
             continue
         path = sc.resolve_path(svc.profile)
+        if not path.is_file():
+            raise sc.missing_file(f"{where}.profile", svc.profile)
         try:
             prof = load_profile(path)
             get_variant(prof, svc.variant or "", path)
@@ -383,12 +401,10 @@ def _check_files(sc: Scenario) -> None:
     if arr.process == "trace" and arr.trace is not None:
         tp = sc.resolve_path(arr.trace.path)
         if not tp.is_file():
-            raise ScenarioError(
-                f"{sc.source}: field 'workload.arrival.trace.path': file not found: {tp}"
-            )
+            raise sc.missing_file("workload.arrival.trace.path", arr.trace.path)
     d = sc.workload.diurnal
     if d.kind == "file" and d.path and not sc.resolve_path(d.path).is_file():
-        raise ScenarioError(f"{sc.source}: field 'workload.diurnal.path': file not found: {d.path}")
+        raise sc.missing_file("workload.diurnal.path", d.path)
 
 
 # ----------------------------------------------------------------------------- warnings

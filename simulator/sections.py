@@ -126,7 +126,8 @@ class MmppState(_Model):
 
 
 class TraceCfg(_Model):
-    path: str = Field(description="CSV file, relative to the working directory or the scenario")
+    path: str = Field(description="CSV file; a relative path is read from the scenario "
+                      "file's folder")
     format: Literal["timestamps", "counts"] = "timestamps"
     column: str | None = Field(None, description="column with timestamps or counts")
     time_unit: Literal["s", "ms", "us", "datetime"] = "s"

@@ -72,3 +72,20 @@ def test_sigterm_during_a_run_leaves_no_partial_records(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert not (out / "records.parquet").exists() and not (out / "summary.json").exists()
+
+
+def test_sigkill_to_a_sweep_leaves_no_worker_running(tmp_path: Path) -> None:
+    """SIGKILL runs no code in the killed process: the workers must notice by themselves."""
+    src = _long(tmp_path)
+    proc = _start(["sweep", str(src), "--grid", "cluster.pools.gpu.nodes=8,9,10,11",
+                   "--workers", "2", "--out", str(tmp_path / "s")], tmp_path)
+    parent = psutil.Process(proc.pid)
+    _wait_for(lambda: len(parent.children(recursive=True)) >= 2)
+    workers = parent.children(recursive=True)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for p in alive:  # do not leave them behind for the next test
+        p.kill()
+    assert not alive, f"workers still running after SIGKILL: {[p.pid for p in alive]}"

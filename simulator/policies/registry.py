@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from simulator.input_copies import local_copy
+
 T = TypeVar("T")
 
 KINDS = ("router", "batcher", "autoscaler")
@@ -245,6 +247,7 @@ def load_plugins(specs: list[str] | tuple[str, ...], base_dir: Path | None = Non
                 path = Path(spec)
                 if not path.is_absolute() and base_dir is not None:
                     path = base_dir / path
+                path = local_copy(path)  # a copy sent to this worker with the task
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file: {path}")
                 key = zlib.crc32(str(path.resolve()).encode())
