@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.engine import Simulation
+from simulator.preflight import preflight
 from simulator.scenario import Scenario, load_scenario, scenario_from_dict
 from simulator.summary import build_summary
 
@@ -55,6 +55,9 @@ def run(
 
             sc = scenario_from_dict(sc.model_dump(), sc.source, parse_overrides(overrides),
                                     sc._base_dir)
-    rec = Simulation(sc, seed=seed, records=records, records_path=records_path).run()
+    # checked and assembled as `peaksim validate` checks it, with this call's records
+    # (kept in memory without records_path): a ScenarioError, never a failure mid-build
+    sim = preflight(sc, seed=seed, records=records, records_path=records_path)
+    rec = sim.run()
     extras = {"timeseries_pools": rec.pool_series, "events": rec.events}
     return RunResult(sc, build_summary(rec), rec.timeseries, rec.records, extras)

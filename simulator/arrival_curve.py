@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from simulator.scenario import DiurnalCfg, PeakCfg
+
+
+def read_csv_table(path: str | os.PathLike[str], what: str) -> pd.DataFrame:
+    """A CSV file as a table; a file that is not a readable CSV (empty, binary, ragged, not
+    UTF-8) raises ValueError naming it (``what``: what the file is, for the message)."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: not a readable CSV {what} ({type(exc).__name__}: "
+                         f"{str(exc).strip()[:200]})") from None
 
 
 class DiurnalCurve:
@@ -33,17 +45,24 @@ class DiurnalCurve:
             self._x = (np.arange(-1, 25) + 0.5) * step
             self._y = np.concatenate([[levels[-1]], levels, [levels[0]]])
         elif cfg.kind == "file":
-            df = pd.read_csv(file_path or cfg.path or "")
+            path = file_path or cfg.path or ""
+            df = read_csv_table(path, "diurnal curve")
+            cols = {}
             for col in (cfg.time_column, cfg.rate_column):
                 if col not in df.columns:
-                    raise ValueError(
-                        f"{file_path}: column '{col}' not found; columns: {', '.join(df.columns)}"
-                    )
-            t = df[cfg.time_column].to_numpy(float)
-            r = df[cfg.rate_column].to_numpy(float)
+                    raise ValueError(f"{path}: column '{col}' not found; columns: "
+                                     f"{', '.join(map(str, df.columns))}")
+                v = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+                if np.any(~np.isfinite(v)):
+                    bad = df[col][~np.isfinite(v)].iloc[0]
+                    raise ValueError(f"{path}: column '{col}' holds a value that is not a "
+                                     f"finite number (first: "
+                                     f"{repr(bad) if isinstance(bad, str) else bad})")
+                cols[col] = v
+            t, r = cols[cfg.time_column], cols[cfg.rate_column]
             if len(t) < 2 or np.any(np.diff(t) <= 0) or np.any(r < 0):
                 raise ValueError(
-                    f"{file_path}: need >= 2 rows, increasing {cfg.time_column}, rates >= 0"
+                    f"{path}: need >= 2 rows, increasing {cfg.time_column}, rates >= 0"
                 )
             t = np.mod(t - t[0], self.period)
             order = np.argsort(t, kind="stable")

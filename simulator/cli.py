@@ -100,7 +100,8 @@ def print_warnings(sc: Any) -> None:
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default results/<scenario>-<timestamp>/).")
-@click.option("--seed", type=int, default=None, help="Override simulation.seed.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
+              help="Override simulation.seed.")
 @_set_option
 @click.option("--records", default=None, metavar="all|none|auto|sample:P",
               help="Per-request records (default: simulation.records).")
@@ -143,6 +144,10 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
         write_json(out_dir / "summary.json", res.summary)
     if not quiet:
         console.print(format_summary(res.summary))
+    cap_warning = res.summary["overload"].get("cap_warning")
+    if cap_warning:  # the memory cap shed requests: the run says so, --quiet or not
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), cap_warning),
+                          highlight=False, soft_wrap=True)
     console.print(f"results: {out_dir}", markup=False, highlight=False)
 
 

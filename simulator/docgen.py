@@ -38,6 +38,52 @@ def _type_name(ann: Any) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
+def _num(x: Any) -> str:
+    """A bound as written in the reference: 100,000, 0.001, 1e+09."""
+    if isinstance(x, int) and abs(x) < 10**7:
+        return f"{x:,}"
+    if isinstance(x, int):
+        return f"{x:.3g}" if x < 2**62 else f"2^{round(x.bit_length() - 1)}"
+    return f"{x:g}"
+
+
+def _bounds_of(metadata: list[Any]) -> tuple[str, str]:
+    """(lower, upper) bound text from constraints (annotated_types Gt/Ge/Lt/Le): the
+    tightest of each side when several apply (a type's > 0 and a field's >= 0.001)."""
+    lows: list[tuple[float, int, str]] = []
+    highs: list[tuple[float, int, str]] = []
+    for m in metadata:
+        for attr, sign, strict, out in (("gt", ">", 1, lows), ("ge", ">=", 0, lows),
+                                        ("lt", "<", 1, highs), ("le", "<=", 0, highs)):
+            v = getattr(m, attr, None)
+            if v is not None:
+                out.append((v, strict, f"{sign} {_num(v)}"))
+    lo = max(lows, key=lambda x: (x[0], x[1]))[2] if lows else ""
+    hi = min(highs, key=lambda x: (x[0], -x[1]))[2] if highs else ""
+    return lo, hi
+
+
+def _range(f: Any) -> str:
+    """The allowed range of a field (its own bounds and those of the number type it wraps),
+    e.g. '> 0, <= 1e+08'; every float is finite (no NaN, no infinity)."""
+    metas = list(f.metadata)
+    ann = f.annotation
+    for _ in range(4):  # X | None, list[X], Annotated[X, ...]
+        origin = typing.get_origin(ann)
+        if origin in (typing.Union, types.UnionType):
+            ann = next(a for a in typing.get_args(ann) if a is not type(None))
+        elif origin is list:
+            ann = typing.get_args(ann)[0]
+        elif origin is typing.Annotated:
+            args = typing.get_args(ann)
+            for extra in args[1:]:
+                metas += list(getattr(extra, "metadata", [extra]))
+            ann = args[0]
+        else:
+            break
+    return ", ".join(x for x in _bounds_of(metas) if x)
+
+
 def _models(model: type[BaseModel], prefix: str, out: list[tuple[str, type[BaseModel]]]) -> None:
     out.append((prefix, model))
     for name, f in model.model_fields.items():
@@ -56,7 +102,11 @@ def render() -> str:
         "Units are in the names: `_s` seconds, `_ms` milliseconds, `_qps` requests per second,",
         "`_usd` US dollars, `_w` watts, `_gb` gigabytes. `--set KEY=VALUE` reaches every field;",
         "list items by `name` or index (`cluster.pools.gpu.nodes=9`). Tables marked `[]` are",
-        "arrays of tables (`[[cluster.pools]]`).",
+        "arrays of tables (`[[cluster.pools]]`). A number's allowed range follows its type;",
+        "every float is finite (NaN and infinities are refused). Bounds keep a run finishable;",
+        "before a run starts, `peaksim validate` and `peaksim run` also estimate its run time",
+        "and memory from all the values together and refuse a run that cannot finish",
+        "(`simulator/preflight.py`).",
         "",
     ]
     models: list[tuple[str, type[BaseModel]]] = []
@@ -107,7 +157,9 @@ def _field_table(model: type[BaseModel]) -> list[str]:
         else:
             default = f"`{f.default!r}`"
         desc = (f.description or "").replace("|", "\\|")
-        lines.append(f"| `{name}` | {_type_name(f.annotation)} | {default} | {desc} |")
+        rng = _range(f)
+        kind = _type_name(f.annotation) + (f" ({rng})" if rng else "")
+        lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
     lines.append("")
     return lines
 

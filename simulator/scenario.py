@@ -325,6 +325,11 @@ def scenario_from_dict(
     sc._source = source
     sc._base_dir = base_dir
     _check_files(sc)
+    from simulator.preflight import preflight
+
+    # everything the run builds before simulating, and whether it can finish: validate and
+    # run refuse the same scenarios (records stream to a file in `peaksim run`)
+    preflight(sc, records_in_memory=False)
     return sc
 
 

@@ -18,9 +18,27 @@ from simulator.policies.registry import allowed_names, validate_params
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
+# Bounds that keep a run finishable (docs/scenario-reference.md shows every field's range;
+# simulator.preflight estimates what the values allowed here add up to before a run starts)
+#: longest simulated horizon, s (about 3.2 years)
+MAX_DURATION_S = 1e8
+#: narrowest time-series row, s (a row costs memory and a sampler event)
+MIN_INTERVAL_S = 1e-3
+#: most nodes in one pool (every node slot costs memory and, per node, processes)
+MAX_POOL_NODES = 100_000
+#: highest mean arrival rate, QPS
+MAX_RATE_QPS = 1e9
+#: a bound on times and durations that are not the run's length (delays, SLOs, windows), s
+#: or ms: far beyond any run, finite
+MAX_TIME = 1e9
+#: a bound on money, power and other magnitudes that only scale results
+MAX_AMOUNT = 1e9
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # NaN and infinities are refused in every float of a scenario (pydantic allows them by
+    # default: a NaN fails no bound and used to pass validate, then break the run)
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -44,15 +62,22 @@ class SimulationCfg(_Model):
         "next year). A --set of start, end or warmup_s re-derives duration_s and start_hour"
     )
     duration_s: PosFloat | None = Field(
-        None, description="simulated horizon, warm-up included, s. Legacy form: required. "
-        "Calendar form: derived, end - start + warmup_s (a value given must equal it)"
+        None, le=MAX_DURATION_S,
+        description="simulated horizon, warm-up included, s, at most 1e8 (about 3 years; also "
+        "when derived). Legacy form: required. Calendar form: derived, end - start + warmup_s "
+        "(a value given must equal it)"
     )
     warmup_s: NonNegFloat = Field(
-        0.0, description="statistics ignore arrivals in the first warmup_s of the run, s "
-        "(calendar form: the warm-up lies before `start`)"
+        0.0, le=MAX_DURATION_S,
+        description="statistics ignore arrivals in the first warmup_s of the run, s, less than "
+        "duration_s (calendar form: the warm-up lies before `start`)"
     )
-    seed: int = Field(0, ge=0, description="experiment seed; every random stream derives from it")
-    timeseries_interval_s: PosFloat = Field(10.0, description="time-series row width, s")
+    seed: int = Field(0, ge=0, lt=2**63,
+                      description="experiment seed; every random stream derives from it")
+    timeseries_interval_s: PosFloat = Field(
+        10.0, ge=MIN_INTERVAL_S, le=MAX_DURATION_S,
+        description="time-series row width, s, at least 0.001 (each row is a sampler event "
+        "and memory: duration_s / timeseries_interval_s rows)")
     start_hour: float = Field(
         0.0, ge=0, lt=24, description="wall-clock hour at t = 0, the run's beginning (diurnal "
         "curves use clock time). Calendar form: derived from start - warmup_s (a value given "
@@ -62,6 +87,14 @@ class SimulationCfg(_Model):
         "auto",
         description="per-request Parquet records: all | none | sample:P (0<P<=1) | auto "
         "(all up to 1e6 expected requests, else a sample of about 1e6)",
+    )
+    max_in_system: int = Field(
+        2_000_000, ge=1, le=1_000_000_000,
+        description="memory cap, requests: a request still waiting when this many later "
+        "requests have arrived is shed (outcome 'shed_by_cap'; the summary's overload section "
+        "says so), so at most this many wait at once and memory stays bounded under any "
+        "overload, whatever the queue limits (about 160 bytes a request: the default holds "
+        "~320 MB). Never reached unless a request waits behind this many arrivals",
     )
 
     @field_validator("records")
@@ -114,6 +147,10 @@ class SimulationCfg(_Model):
                     f"hour {hour:.6g}. With simulation.start the hour is derived: remove "
                     "start_hour")
             self.duration_s, self.start_hour = duration, hour
+            if duration > MAX_DURATION_S:
+                raise ValueError(f"simulation.start/end: the run lasts {duration:.6g} s; at "
+                                 f"most {MAX_DURATION_S:g} s (about 3 years) can be simulated: "
+                                 "move simulation.end closer to simulation.start")
         if self.warmup_s >= self.duration_s:
             raise ValueError("warmup_s must be smaller than duration_s")
         return self
@@ -121,8 +158,11 @@ class SimulationCfg(_Model):
 
 # ----------------------------------------------------------------------------- workload
 class MmppState(_Model):
-    multiplier: NonNegFloat = Field(description="rate multiplier in this state")
-    mean_sojourn_s: PosFloat = Field(description="mean time spent in the state, s")
+    multiplier: NonNegFloat = Field(le=1e6, description="rate multiplier in this state (the "
+                                    "states' multipliers are rescaled to mean 1)")
+    mean_sojourn_s: PosFloat = Field(ge=1e-3, le=MAX_TIME, description="mean time spent in "
+                                     "the state, s, at least 0.001 (each change of state is "
+                                     "an event)")
 
 
 class TraceCfg(_Model):
@@ -131,17 +171,29 @@ class TraceCfg(_Model):
     format: Literal["timestamps", "counts"] = "timestamps"
     column: str | None = Field(None, description="column with timestamps or counts")
     time_unit: Literal["s", "ms", "us", "datetime"] = "s"
-    interval_s: PosFloat | None = Field(None, description="bin width of a counts trace, s")
-    time_scale: PosFloat = Field(1.0, description="trace seconds per simulated second")
-    rate_scale: PosFloat = Field(1.0, description="multiply the trace's rate (thin or copy)")
+    interval_s: PosFloat | None = Field(None, le=MAX_TIME, description="bin width of a "
+                                        "counts trace, s (required with format 'counts')")
+    time_scale: PosFloat = Field(1.0, ge=1e-6, le=1e6,
+                                 description="trace seconds per simulated second")
+    rate_scale: PosFloat = Field(1.0, le=1e6,
+                                 description="multiply the trace's rate (thin or copy)")
     loop: bool = Field(False, description="repeat the trace until duration_s")
+
+    @model_validator(mode="after")
+    def _counts(self) -> TraceCfg:
+        if self.format == "counts" and self.interval_s is None:
+            raise ValueError("format 'counts' needs interval_s (the bin width of each count, s)")
+        return self
 
 
 class ArrivalCfg(_Model):
     process: Literal["poisson", "gamma", "mmpp", "trace"] = "poisson"
-    rate_qps: PosFloat | None = Field(None, description="mean arrival rate before curves, QPS")
-    cv: PosFloat = Field(1.0, description="coefficient of variation of gaps (gamma)")
-    states: list[MmppState] = Field(default_factory=list, description="MMPP states")
+    rate_qps: PosFloat | None = Field(None, le=MAX_RATE_QPS,
+                                      description="mean arrival rate before curves, QPS")
+    cv: PosFloat = Field(1.0, ge=1e-4, le=100.0,
+                         description="coefficient of variation of gaps (gamma)")
+    states: list[MmppState] = Field(default_factory=list, max_length=1000,
+                                    description="MMPP states")
     trace: TraceCfg | None = None
 
     @model_validator(mode="after")
@@ -153,6 +205,9 @@ class ArrivalCfg(_Model):
             raise ValueError(f"process '{self.process}' needs rate_qps > 0")
         if self.process == "mmpp" and len(self.states) < 2:
             raise ValueError("process 'mmpp' needs at least two states")
+        if self.process == "mmpp" and not any(st.multiplier > 0 for st in self.states):
+            raise ValueError("process 'mmpp': every state's multiplier is 0 (no arrivals); "
+                             "give at least one state a multiplier > 0")
         return self
 
 
@@ -160,8 +215,10 @@ class DiurnalCfg(_Model):
     kind: Literal["none", "sinusoid", "hourly", "file"] = "none"
     amplitude: float = Field(0.5, ge=0, le=1, description="sinusoid: relative swing, 0..1")
     peak_hour: float = Field(21.0, ge=0, lt=24, description="sinusoid: hour of the daily maximum")
-    period_s: PosFloat = Field(86400.0, description="length of one cycle, s")
-    hourly: list[NonNegFloat] = Field(default_factory=list, description="24 relative levels")
+    period_s: PosFloat = Field(86400.0, ge=60.0, le=MAX_DURATION_S,
+                               description="length of one cycle, s, at least 60")
+    hourly: list[Annotated[float, Field(ge=0, le=1e6)]] = Field(
+        default_factory=list, description="24 relative levels")
     path: str | None = Field(None, description="file: CSV of (time_s, rate) points")
     time_column: str = "time_s"
     rate_column: str = "rate"
@@ -181,7 +238,8 @@ class DiurnalCfg(_Model):
 class PeakCfg(_Model):
     name: str = "peak"
     start_s: NonNegFloat | None = Field(
-        None, description="legacy form: start of the ramp, s after the run's beginning (t = 0); "
+        None, le=MAX_TIME,
+        description="legacy form: start of the ramp, s after the run's beginning (t = 0); "
         "give exactly one of start_s and `at`"
     )
     at: str | None = Field(
@@ -189,13 +247,15 @@ class PeakCfg(_Model):
         "the ramp, formats as simulation.start; a year-less date takes the year nearest to "
         "simulation.start. May lie before or after the run"
     )
-    ramp_s: NonNegFloat = Field(120.0, description="ramp from base to full level, s")
-    hold_s: NonNegFloat = Field(0.0, description="time at full level, s")
-    decay_s: NonNegFloat = Field(3600.0, description="decay back to base, s (linear length "
-                                 "or exponential time constant)")
+    ramp_s: NonNegFloat = Field(120.0, le=MAX_TIME,
+                                description="ramp from base to full level, s")
+    hold_s: NonNegFloat = Field(0.0, le=MAX_TIME, description="time at full level, s")
+    decay_s: NonNegFloat = Field(3600.0, le=MAX_TIME, description="decay back to base, s "
+                                 "(linear length or exponential time constant)")
     decay: Literal["linear", "exponential"] = "exponential"
-    multiplier: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
-        description="full level: x the base curve (relative_to='curve') or x rate_qps ('mean')"
+    multiplier: Annotated[float, Field(ge=1, le=1e4, allow_inf_nan=False)] = Field(
+        description="full level: x the base curve (relative_to='curve') or x rate_qps "
+        "('mean'), at most 1e4"
     )
     relative_to: Literal["curve", "mean"] = "mean"
 
@@ -214,13 +274,13 @@ class PeakCfg(_Model):
 
 class SizeCfg(_Model):
     distribution: Literal["constant", "lognormal", "pareto", "uniform"] = "constant"
-    mean: PosFloat = Field(1.0, description="mean items per request (before capping)")
-    sigma: PosFloat = Field(1.0, description="lognormal: sigma of log(size)")
-    alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = Field(
+    mean: PosFloat = Field(1.0, le=1e6, description="mean items per request (before capping)")
+    sigma: PosFloat = Field(1.0, le=10.0, description="lognormal: sigma of log(size)")
+    alpha: Annotated[float, Field(gt=1, le=100, allow_inf_nan=False)] = Field(
         1.5, description="pareto: tail index (>1)"
     )
-    min: int = Field(1, ge=1, description="smallest size, items")
-    max: int = Field(1024, ge=1, description="largest size (cap), items")
+    min: int = Field(1, ge=1, le=1_000_000, description="smallest size, items")
+    max: int = Field(1024, ge=1, le=1_000_000, description="largest size (cap), items")
 
     @model_validator(mode="after")
     def _bounds(self) -> SizeCfg:
@@ -231,12 +291,15 @@ class SizeCfg(_Model):
 
 class RequestClassCfg(_Model):
     name: str
-    share: PosFloat = Field(description="relative share of arrivals")
-    slo_ms: PosFloat | None = Field(None, description="class SLO, ms (default sla.slo_ms)")
-    timeout_ms: PosFloat | None = Field(None, description="queue timeout, ms (default admission)")
-    priority: int = Field(0, ge=0, description="higher is served first")
+    share: PosFloat = Field(le=MAX_AMOUNT, description="relative share of arrivals")
+    slo_ms: PosFloat | None = Field(None, le=MAX_TIME,
+                                    description="class SLO, ms (default sla.slo_ms)")
+    timeout_ms: PosFloat | None = Field(None, le=MAX_TIME,
+                                        description="queue timeout, ms (default admission)")
+    priority: int = Field(0, ge=0, le=1_000_000, description="higher is served first")
     max_queue_length: int | None = Field(
-        None, ge=1, description="shed this class beyond this many queued requests of its own"
+        None, ge=1, le=1_000_000_000,
+        description="shed this class beyond this many queued requests of its own"
     )
     size: SizeCfg = Field(default_factory=SizeCfg)
 
@@ -261,10 +324,13 @@ class WorkloadCfg(_Model):
 # ----------------------------------------------------------------------------- service
 class ServiceTimeCfg(_Model):
     distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"]
-    mean_ms: PosFloat = Field(description="mean service time of one batch, ms")
-    cv: NonNegFloat = Field(1.0, description="coefficient of variation (lognormal/gamma/uniform)")
-    per_request_ms: NonNegFloat = Field(0.0, description="added per extra request in a batch, ms")
-    per_item_ms: NonNegFloat = Field(0.0, description="added per item in a batch, ms")
+    mean_ms: PosFloat = Field(le=MAX_TIME, description="mean service time of one batch, ms")
+    cv: NonNegFloat = Field(1.0, le=100.0,
+                            description="coefficient of variation (lognormal/gamma/uniform)")
+    per_request_ms: NonNegFloat = Field(0.0, le=MAX_TIME,
+                                        description="added per extra request in a batch, ms")
+    per_item_ms: NonNegFloat = Field(0.0, le=MAX_TIME,
+                                     description="added per item in a batch, ms")
 
     @model_validator(mode="after")
     def _cv(self) -> ServiceTimeCfg:
@@ -358,27 +424,31 @@ class DelayCfg(_Model):
     distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"] = (
         "lognormal"
     )
-    mean_s: NonNegFloat = Field(90.0, description="mean delay, s")
-    cv: NonNegFloat = Field(0.3, description="coefficient of variation")
+    mean_s: NonNegFloat = Field(90.0, le=MAX_TIME, description="mean delay, s")
+    cv: NonNegFloat = Field(0.3, le=100.0, description="coefficient of variation")
 
 
 class SpotCfg(_Model):
     """Spot capacity: preempted by a Poisson process (or a trace) after a notice."""
 
     preemptions_per_hour: NonNegFloat = Field(
-        0.25, description="per node; AWS buckets 5-20%/month, spot V100 ~1 per 3-4 h"
+        0.25, le=3600.0, description="per node, at most 3600 (one a second); AWS buckets "
+        "5-20%/month, spot V100 ~1 per 3-4 h"
     )
-    notice_s: NonNegFloat = Field(120.0, description="interruption notice (AWS: 2 minutes), s")
+    notice_s: NonNegFloat = Field(120.0, le=MAX_TIME,
+                                  description="interruption notice (AWS: 2 minutes), s")
     on_preempt: Literal["requeue", "lose"] = Field(
         "requeue", description="what happens to the batch in service when the node goes"
     )
-    trace: str | None = Field(None, description="CSV of preemption times (column time_s)")
+    trace: str | None = Field(None, description="CSV of preemption times, s since the run's "
+                              "beginning, finite and >= 0 (column time_s, else the first)")
 
 
 class FailureCfg(_Model):
     """Random node failures: exponential time between failures, then a repair."""
 
-    mtbf_h: PosFloat = Field(description="mean time between failures per node, h")
+    mtbf_h: PosFloat = Field(ge=1e-3, le=MAX_TIME, description="mean time between failures "
+                             "per node, h, at least 0.001 (3.6 s)")
     repair: DelayCfg = Field(
         default_factory=lambda: DelayCfg(distribution="exponential", mean_s=600.0, cv=1.0),
         description="time to repair (MTTR), then the model is loaded again",
@@ -388,31 +458,38 @@ class FailureCfg(_Model):
 
 class PoolCfg(_Model):
     name: str
-    nodes: int = Field(ge=1, description="nodes at t = 0 (an empty pool is an error)")
-    min_nodes: int | None = Field(None, ge=0, description="autoscaling floor (default: nodes)")
-    max_nodes: int | None = Field(None, ge=1, description="autoscaling ceiling (default: nodes)")
+    nodes: int = Field(ge=1, le=MAX_POOL_NODES, description="nodes at t = 0 (an empty pool is "
+                       "an error), at most 100,000 (as min_nodes and max_nodes)")
+    min_nodes: int | None = Field(None, ge=0, le=MAX_POOL_NODES,
+                                  description="autoscaling floor (default: nodes)")
+    max_nodes: int | None = Field(None, ge=1, le=MAX_POOL_NODES,
+                                  description="autoscaling ceiling (default: nodes)")
     node_type: str = "generic"
     purchase: Literal["on_demand", "reserved", "spot"] = Field(
         "on_demand", description="reserved: paid for `nodes` all the time, never scaled"
     )
     price_per_hour_usd: NonNegFloat = Field(
-        1.006, description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
+        1.006, le=MAX_AMOUNT,
+        description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
     )
-    min_billing_s: NonNegFloat = Field(60.0, description="minimum billed time per node, s")
-    power_idle_w: NonNegFloat = Field(60.0, description="node power when idle, W")
-    power_busy_w: NonNegFloat = Field(300.0, description="node power when serving, W")
+    min_billing_s: NonNegFloat = Field(60.0, le=MAX_TIME,
+                                       description="minimum billed time per node, s")
+    power_idle_w: NonNegFloat = Field(60.0, le=MAX_AMOUNT, description="node power when idle, W")
+    power_busy_w: NonNegFloat = Field(300.0, le=MAX_AMOUNT,
+                                      description="node power when serving, W")
     model_memory_gb: NonNegFloat | None = Field(
-        None, description="model size per replica, GB (default: from the profile, else 0)"
+        None, le=1e6, description="model size per replica, GB (default: from the profile, else 0)"
     )
     provisioning: DelayCfg = Field(
         default_factory=DelayCfg,
         description="request -> node up (Kubernetes GPU node 60-120 s, secondary)",
     )
     load_bandwidth_gbps: PosFloat = Field(
-        1.0, description="model load bandwidth, GB/s (load time = model size / this + warm-up)"
+        1.0, ge=1e-6, le=1e6,
+        description="model load bandwidth, GB/s (load time = model size / this + warm-up)"
     )
     container_start_s: NonNegFloat = Field(
-        0.0, description="fixed start-up before loading (image pull, runtime init), s"
+        0.0, le=MAX_TIME, description="fixed start-up before loading (image pull, runtime init), s"
     )
     spot: SpotCfg | None = Field(None, description="preemption model (purchase = 'spot')")
     failures: FailureCfg | None = None
@@ -420,7 +497,8 @@ class PoolCfg(_Model):
         None, description="scaling policy {name = ..., <its parameters>}; default "
         "policy.autoscaling"
     )
-    weight: PosFloat = Field(1.0, description="pool_preference 'weighted': relative share")
+    weight: PosFloat = Field(1.0, le=MAX_AMOUNT,
+                             description="pool_preference 'weighted': relative share")
     service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
 
     @model_validator(mode="after")
@@ -461,9 +539,11 @@ class ClusterCfg(_Model):
 # ----------------------------------------------------------------------------- policy
 class AdmissionCfg(_Model):
     max_queue_length: int = Field(
-        100_000, ge=1, description="queued requests (central queue, or per node); more are rejected"
+        100_000, ge=1, le=1_000_000_000,
+        description="queued requests (central queue, or per node); more are rejected"
     )
-    timeout_ms: PosFloat | None = Field(None, description="drop a request that waited longer, ms")
+    timeout_ms: PosFloat | None = Field(None, le=MAX_TIME,
+                                        description="drop a request that waited longer, ms")
 
 
 class DegradationCfg(_Model):
@@ -471,7 +551,8 @@ class DegradationCfg(_Model):
 
     enabled: bool = False
     queue_delay_ms: PosFloat = Field(
-        50.0, description="degrade while the oldest waiting request has waited this long, ms"
+        50.0, le=MAX_TIME,
+        description="degrade while the oldest waiting request has waited this long, ms"
     )
     share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.5, description="fraction of arriving requests sent to the fallback while degraded"
@@ -479,10 +560,12 @@ class DegradationCfg(_Model):
     mode: Literal["cache", "variant"] = Field(
         "cache", description="cache: a cached default list; variant: a cheaper model variant"
     )
-    cache_latency_ms: NonNegFloat = Field(2.0, description="latency of a cached answer, ms")
+    cache_latency_ms: NonNegFloat = Field(2.0, le=MAX_TIME,
+                                          description="latency of a cached answer, ms")
     fallback_variant: str | None = Field(None, description="variant mode: profile variant")
     quality_loss: NonNegFloat | None = Field(
-        None, description="AUC lost per degraded request (default: measured for the variant; "
+        None, le=1.0,
+        description="AUC lost per degraded request (default: measured for the variant; "
         "cache mode: 0.05)"
     )
 
@@ -532,31 +615,38 @@ class PolicyCfg(_Model):
 
 # ----------------------------------------------------------------------------- SLA and cost
 class SlaCfg(_Model):
-    slo_ms: PosFloat = Field(description="end-to-end latency objective, ms")
-    penalty_usd_per_violation: NonNegFloat = Field(0.0, description="USD per violating request")
-    penalty_usd_per_degraded: NonNegFloat = Field(0.0, description="USD per degraded request")
+    slo_ms: PosFloat = Field(le=MAX_TIME, description="end-to-end latency objective, ms")
+    penalty_usd_per_violation: NonNegFloat = Field(0.0, le=MAX_AMOUNT,
+                                                   description="USD per violating request")
+    penalty_usd_per_degraded: NonNegFloat = Field(0.0, le=MAX_AMOUNT,
+                                                  description="USD per degraded request")
     worst_window_s: PosFloat = Field(
-        300.0, description="length of the sliding window of the worst-window violation rate, "
+        300.0, le=MAX_TIME,
+        description="length of the sliding window of the worst-window violation rate, "
         "s; rounded to a whole number of time-series intervals (at least one)"
     )
     overload_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
         0.01, description="a run is overloaded when more than this share of requests is shed "
-        "by full queues or times out waiting (or the backlog grows at full utilisation); "
-        "requests lost with a preempted or failed node are losses, not overload"
+        "by full queues, times out waiting or is shed by the memory cap simulation."
+        "max_in_system (or the backlog grows at full utilisation); requests lost with a "
+        "preempted or failed node are losses, not overload"
     )
 
 
 class CostCfg(_Model):
-    electricity_usd_per_kwh: NonNegFloat = Field(0.12, description="USD per kWh")
-    pue: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+    electricity_usd_per_kwh: NonNegFloat = Field(0.12, le=1e3, description="USD per kWh")
+    pue: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] = Field(
         1.0, description="data-centre power usage effectiveness multiplier"
     )
-    storage_usd_per_gb_month: NonNegFloat = Field(0.10, description="USD per GB-month")
-    data_gb: NonNegFloat = Field(0.0, description="feature/embedding data stored, GB")
-    engineers: NonNegFloat = Field(0.0, description="engineers working on the service")
-    engineer_monthly_usd: NonNegFloat = Field(0.0, description="cost of one engineer, USD/month")
-    effort_hours: NonNegFloat = Field(0.0, description="engineering effort charged, h")
-    hours_per_month: PosFloat = Field(730.0, description="hours in the monthly cost basis, h")
+    storage_usd_per_gb_month: NonNegFloat = Field(0.10, le=1e6, description="USD per GB-month")
+    data_gb: NonNegFloat = Field(0.0, le=1e12, description="feature/embedding data stored, GB")
+    engineers: NonNegFloat = Field(0.0, le=1e6, description="engineers working on the service")
+    engineer_monthly_usd: NonNegFloat = Field(0.0, le=MAX_AMOUNT,
+                                              description="cost of one engineer, USD/month")
+    effort_hours: NonNegFloat = Field(0.0, le=MAX_TIME,
+                                      description="engineering effort charged, h")
+    hours_per_month: PosFloat = Field(730.0, ge=1.0, le=1e4,
+                                      description="hours in the monthly cost basis, h")
 
 
 def _check_unique(names: list[str], what: str) -> None:

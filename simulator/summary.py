@@ -66,8 +66,8 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
         "wall_s": run.wall_s,
         "requests": {
             "arrived": tot.arrived, "completed": tot.completed, "dropped": tot.dropped,
-            "timed_out": tot.timed_out, "in_flight": tot.in_flight,
-            "arrived_incl_warmup": run.arrivals_incl_warmup,
+            "timed_out": tot.timed_out, "shed_by_cap": tot.shed_by_cap,
+            "in_flight": tot.in_flight, "arrived_incl_warmup": run.arrivals_incl_warmup,
         },
         "latency_ms": latency_summary(tot.latency),
         "queue_wait_ms": {k: v for k, v in latency_summary(tot.wait).items() if k != "max"},
@@ -115,12 +115,15 @@ def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[s
     Overloaded when (a) more than ``sla.overload_share`` of the requests were shed by full
     queues (``admission.max_queue_length``, shared or per node) or class limits
     (``workload.classes[].max_queue_length``), (b) more than that share timed out waiting
-    (``admission.timeout_ms`` or a class ``timeout_ms``), or (c) utilisation exceeded 0.97 and
-    more than 10 requests per node (``n_nodes``: the most billed) were still queued or in
-    flight at the end (a growing backlog). Requests lost with a preempted or failed node
-    (``on_preempt`` / ``on_failure`` = "lose") are losses, reported in ``causes`` but never a
-    reason for overload. Shares of (a) and losses are over the whole run (the queues count
-    every arrival), (b) over the measurement window.
+    (``admission.timeout_ms`` or a class ``timeout_ms``), (c) more than that share was shed
+    by the memory cap (``simulation.max_in_system``: still waiting when that many later
+    requests had arrived), or (d) utilisation exceeded 0.97 and more than 10 requests per node
+    (``n_nodes``: the most billed) were still queued or in flight at the end (a growing
+    backlog). Requests lost with a preempted or failed node (``on_preempt`` / ``on_failure`` =
+    "lose") are losses, reported in ``causes`` but never a reason for overload. Shares of (a),
+    (c) and losses are over the whole run (every arrival counts), (b) over the measurement
+    window. Whenever the memory cap shed a request, ``causes["cap_warning"]`` says so (the run
+    then models a queue that drops its oldest requests, not the one configured).
     """
     tot = run.total
     share = run.scenario.sla.overload_share
@@ -128,10 +131,13 @@ def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[s
     rejected = run.queue.rejected
     lost = sum(p.lost_requests for p in run.pools)
     backlog = max(run.final_queue_length, tot.in_flight)
+    capped, cap = run.queue.shed_by_cap, run.queue.max_in_system
     causes = {
         "shed_by_queue_limits": rejected, "shed_share": rejected / arrivals_all,
         "timed_out": tot.timed_out,
         "timed_out_share": tot.timed_out / tot.arrived if tot.arrived else 0.0,
+        "shed_by_cap": capped, "shed_by_cap_share": capped / arrivals_all,
+        "max_in_system": cap,
         "lost_with_nodes": lost, "lost_share": lost / arrivals_all,
         "backlog_at_end": backlog, "utilization": utilization, "share_threshold": share,
     }
@@ -142,6 +148,16 @@ def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[s
     if causes["timed_out_share"] > share:
         reasons.append(f"{tot.timed_out:,} requests ({causes['timed_out_share']:.1%}) timed out "
                        "waiting (admission.timeout_ms or a class timeout_ms)")
+    if causes["shed_by_cap_share"] > share:
+        reasons.append(f"{capped:,} requests ({causes['shed_by_cap_share']:.1%}) shed by the "
+                       f"memory cap simulation.max_in_system = {cap:,} (each still waited when "
+                       "that many later requests had arrived)")
+    if capped:
+        causes["cap_warning"] = (
+            f"the memory cap simulation.max_in_system = {cap:,} shed {capped:,} requests, each "
+            f"still waiting when {cap:,} later requests had arrived: past it the run models a "
+            "queue that drops its oldest requests, not the one configured; raise the cap (about "
+            "160 bytes a request) or bound the queue (admission.max_queue_length or timeout_ms)")
     if utilization > 0.97 and backlog > 10 * n_nodes:
         reasons.append(f"utilisation {utilization:.3f} with {backlog:,.0f} requests still "
                        "queued or in flight at the end (a growing backlog)")
@@ -167,6 +183,8 @@ def format_summary(s: dict[str, Any]) -> Any:
     t.add_row("requests arrived (after warm-up)", f"{r['arrived']:,}")
     t.add_row("completed / dropped / timed out / in flight",
               f"{r['completed']:,} / {r['dropped']:,} / {r['timed_out']:,} / {r['in_flight']:,}")
+    if r.get("shed_by_cap"):
+        t.add_row("shed by the memory cap", f"{r['shed_by_cap']:,}")
     t.add_row("latency mean / p50 / p95 / p99 (ms)",
               " / ".join(_ms(lat[k]) for k in ("mean", "p50", "p95", "p99")))
     t.add_row("queue wait mean / p99 (ms)",
@@ -176,7 +194,8 @@ def format_summary(s: dict[str, Any]) -> Any:
     slos = {float(c["slo_ms"]) for c in classes.values()} or {float(sla["slo_ms"])}
     late = sla.get("in_flight_violations", 0)
     what = (f"> {_num(slos.pop())} ms" if len(slos) == 1 else "per-class SLOs")
-    what += ", drops, timeouts" + (", in flight past SLO" if late else "")
+    what += (", drops, timeouts" + (", shed by the cap" if r.get("shed_by_cap") else "")
+             + (", in flight past SLO" if late else ""))
     t.add_row(f"SLA violations ({what})", f"{sla['violations']:,} ({_pct(sla['violation_rate'])})")
     ww = sla.get("worst_window")
     if ww is not None:
@@ -203,6 +222,10 @@ def format_summary(s: dict[str, Any]) -> Any:
         from rich.text import Text
 
         t.add_row("losses", Text(s["overload"]["losses_note"]))
+    if (s.get("overload") or {}).get("cap_warning"):
+        from rich.text import Text
+
+        t.add_row(Text("MEMORY CAP", style="bold yellow"), Text(s["overload"]["cap_warning"]))
     return t
 
 

@@ -18,13 +18,15 @@ Times are seconds since the run's beginning (``t = 0``; in the calendar form
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from simulator.arrival_curve import ArrivalCurve, DiurnalCurve
+from simulator.arrival_curve import ArrivalCurve, DiurnalCurve, read_csv_table
 from simulator.rng import stream
 from simulator.scenario import RequestClassCfg, Scenario, SizeCfg, TraceCfg
 
@@ -55,19 +57,49 @@ def sample_sizes(cfg: SizeCfg, rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(np.rint(x), cfg.min, cfg.max).astype(np.int64)
 
 
+def read_trace(cfg: TraceCfg, path: str) -> np.ndarray:
+    """The trace's checked values, read-only: arrival times in trace seconds (format
+    'timestamps', as in the file: unsorted, not shifted) or counts per bin ('counts').
+
+    Raises ValueError naming the file and column: unreadable CSV, no rows, unknown column,
+    values that are not finite numbers (or datetimes), negative counts, no arrivals. Cached
+    by the file's identity (path, size, modification time), so checking a scenario and then
+    running it reads the file once.
+    """
+    st = os.stat(path)
+    return _read_trace(path, st.st_size, st.st_mtime_ns, cfg.format, cfg.column,
+                       cfg.time_unit)
+
+
+@lru_cache(maxsize=4)
+def _read_trace(path: str, _size: int, _mtime_ns: int, fmt: str, column: str | None,
+                unit: str) -> np.ndarray:
+    df = read_csv_table(path, "trace")
+    if len(df) == 0:
+        raise ValueError(f"{path}: the trace holds no rows")
+    col = column or str(df.columns[0])
+    if col not in df.columns:
+        raise ValueError(f"{path}: column '{col}' not found; columns: "
+                         f"{', '.join(map(str, df.columns))}")
+    if fmt == "timestamps":
+        v = TraceSource._seconds(df[col], unit, path, col)
+    else:
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+        if np.any(~np.isfinite(v)) or np.any(v < 0):
+            raise ValueError(f"{path}: column '{col}' must hold counts >= 0 (finite numbers)")
+        if v.sum() <= 0:
+            raise ValueError(f"{path}: the trace holds no arrivals (every count is 0)")
+    v.flags.writeable = False
+    return v
+
+
 class TraceSource:
     """A replayed trace as sorted arrival times in simulated seconds (held in memory)."""
 
     def __init__(self, cfg: TraceCfg, path: str, rng: np.random.Generator) -> None:
-        df = pd.read_csv(path)
-        if len(df) == 0:
-            raise ValueError(f"{path}: the trace holds no rows")
-        col = cfg.column or df.columns[0]
-        if col not in df.columns:
-            raise ValueError(f"{path}: column '{col}' not found; columns: {', '.join(df.columns)}")
+        raw = read_trace(cfg, path)
         if cfg.format == "timestamps":
-            t = self._seconds(df[col], cfg.time_unit, path, col)
-            t = np.sort(t - t.min())
+            t = np.sort(raw - raw.min())
             # the trace spans its last arrival plus one mean gap (so loops keep the rate); a
             # trace of one instant (one row, or simultaneous arrivals) spans 1 s
             gap = float(t[-1]) / (len(t) - 1) if len(t) > 1 else 0.0
@@ -77,10 +109,7 @@ class TraceSource:
         else:
             if cfg.interval_s is None:
                 raise ValueError(f"{path}: a counts trace needs interval_s")
-            counts = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
-            if np.any(~np.isfinite(counts)) or np.any(counts < 0):
-                raise ValueError(f"{path}: column '{col}' must hold counts >= 0")
-            counts = self._scale_counts(counts, cfg.rate_scale, rng)
+            counts = self._scale_counts(raw, cfg.rate_scale, rng)
             starts = np.repeat(np.arange(len(counts)) * cfg.interval_s, counts)
             t = np.sort(starts + rng.random(len(starts)) * cfg.interval_s)
             span = len(counts) * cfg.interval_s
@@ -93,13 +122,20 @@ class TraceSource:
     @staticmethod
     def _seconds(s: pd.Series, unit: str, path: str, col: str) -> np.ndarray:
         if unit == "datetime":
-            dt = pd.to_datetime(s, errors="coerce")
+            try:
+                dt = pd.to_datetime(s, errors="coerce")
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise ValueError(f"{path}: column '{col}' holds values that are not datetimes "
+                                 f"({exc})") from None
             if dt.isna().any():
                 raise ValueError(f"{path}: column '{col}' holds values that are not datetimes")
             return (dt - dt.min()).dt.total_seconds().to_numpy(float)
         v = pd.to_numeric(s, errors="coerce").to_numpy(float)
         if np.any(~np.isfinite(v)):
-            raise ValueError(f"{path}: column '{col}' holds non-numeric timestamps")
+            bad = s[~np.isfinite(v)].iloc[0]
+            shown = repr(bad) if isinstance(bad, str) else bad
+            raise ValueError(f"{path}: column '{col}' holds a timestamp that is not a finite "
+                             f"number (first: {shown})")
         return v / {"s": 1.0, "ms": 1e3, "us": 1e6}[unit]
 
     @staticmethod

@@ -3,7 +3,9 @@
 The scenario's admission rules as one part both dispatchers use: the total queue limit
 (``policy.admission.max_queue_length``: the shared queue, or each node's queue), per-class
 priorities and queue limits (``workload.classes[].priority`` and ``.max_queue_length``), and
-per-class queue timeouts (``timeout_ms``, default ``policy.admission.timeout_ms``).
+per-class queue timeouts (``timeout_ms``, default ``policy.admission.timeout_ms``); and the
+memory cap (``simulation.max_in_system``): a request still waiting when that many later requests
+have arrived is shed, whatever the queue limits.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Admission:
         self.class_level = np.asarray([self.priorities.index(c.priority) for c in classes])
         #: per-class queue limit (None: only the total limit)
         self.class_limit = [c.max_queue_length for c in classes]
+        #: the memory cap: a request still waiting after this many later arrivals is shed
+        self.max_in_system = sc.simulation.max_in_system
 
     @property
     def plain(self) -> bool:
@@ -41,9 +45,11 @@ class Admission:
 
     def central_queue(self, table: RequestTable) -> Any:
         """The shared queue of central dispatch: a FIFO, or priority levels with class limits."""
+        timeout_s = self.timeout_s if np.isfinite(self.timeout_s).any() else None
         if self.plain:
-            return CentralQueue(table, self.max_queue_length)
-        return PriorityQueue(table, self.max_queue_length, self.class_level, self.class_limit)
+            return CentralQueue(table, self.max_queue_length, self.max_in_system, timeout_s)
+        return PriorityQueue(table, self.max_queue_length, self.class_level, self.class_limit,
+                             self.max_in_system, timeout_s)
 
     def node_queue(self, table: RequestTable) -> Any:
         """One node's queue under per-node dispatch (its total limit is the dispatcher's

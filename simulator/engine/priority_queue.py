@@ -11,7 +11,7 @@ from collections import deque
 
 import numpy as np
 
-from simulator.engine.queues import LazyAdmission, fill_arrays
+from simulator.engine.queues import LazyAdmission, fill_arrays, hidden_low
 from simulator.engine.requests import DROPPED, TIMED_OUT, RequestTable
 
 
@@ -94,17 +94,24 @@ class PriorityQueue(LazyAdmission):
     Each level is a FIFO; a batch takes from the highest non-empty level first and fills up
     from the next ones. A class's ``max_queue_length`` bounds that class's own queued requests
     (whatever the priorities); ``max_len`` bounds the total. An arrival beyond either is
-    rejected (:func:`admitted`).
+    rejected (:func:`admitted`). ``cap`` and ``timeout_s``: the memory cap, as for
+    :class:`~simulator.engine.queues.CentralQueue`.
     """
 
     fifo = False  # a later arrival of a higher level goes ahead of the head
 
     def __init__(self, table: RequestTable, max_len: int, class_level: np.ndarray,
-                 class_limit: list[int | None]) -> None:
+                 class_limit: list[int | None], cap: int | None = None,
+                 timeout_s: np.ndarray | None = None) -> None:
         self.table = table
         self.max_len = max_len
+        self.cap = 2**62 if cap is None else cap
+        self.timeout_s = timeout_s
         self.class_level = class_level  # class index -> level index (0 = highest priority)
         self.levels = [IdRing() for _ in range(int(class_level.max()) + 1)]
+        # per level: no waiting id below this sits behind a larger one (requeues break the
+        # id order)
+        self._low = [2**62] * len(self.levels)
         self.classes = ClassCounts(class_limit)
         self.len = 0
         self.peak = 0
@@ -125,11 +132,41 @@ class PriorityQueue(LazyAdmission):
         for i, ring in enumerate(self.levels):
             mine = keep[lev == i]
             if len(mine):
+                if front and len(ring) and ring.buf[ring.head] < mine.max():
+                    self._low[i] = min(self._low[i], int(ring.buf[ring.head]))
                 (ring.push_front if front else ring.extend)(mine)
         self.len += len(keep)
-        self.peak = max(self.peak, self.len)
         self.classes.add(kc)
         return ids[~ok]
+
+    def _shed_over_cap(self, limit: int, floor_s: float = -np.inf) -> None:
+        """Waiting ids below ``limit`` leave, shed by the memory cap (:meth:`RequestTable.shed`,
+        not before ``floor_s``). A level holds ids in order, so they are at its head, unless
+        requeues put larger ids before them (then the whole level is looked at)."""
+        gone = []
+        for i, ring in enumerate(self.levels):
+            seg = ring.buf[ring.head:ring.tail]
+            if limit > self._low[i]:
+                old = seg < limit
+                if old.any():
+                    gone.append(seg[old])
+                    keep = seg[~old]
+                    ring.buf[ring.head:ring.head + len(keep)] = keep
+                    ring.tail = ring.head + len(keep)
+                    seg = keep
+                hidden = seg[1:][seg[1:] < np.maximum.accumulate(seg)[:-1]]
+                self._low[i] = int(hidden.min()) if len(hidden) else 2**62
+                continue
+            if not len(seg) or seg[0] >= limit:
+                continue
+            k = int(np.searchsorted(seg, limit))  # ids below limit are a prefix here
+            gone.append(seg[:k].copy())
+            ring.head += k
+        if gone:
+            ids = np.concatenate(gone)
+            self.len -= len(ids)
+            self.classes.remove(self._cls(ids))
+            self.table.shed(ids, self.cap, self.timeout_s, floor_s)
 
     def _admit_upto(self, j: int) -> None:
         if j <= self.tail:
@@ -142,15 +179,22 @@ class PriorityQueue(LazyAdmission):
             self.table.end(rejected, DROPPED)  # rejected at arrival
             self.rejected += len(rejected)
         self.tail = j
+        if j > self.cap:  # ids below j - cap have had cap later arrivals
+            self._shed_over_cap(j - self.cap)
+        self.peak = max(self.peak, self.len)
 
     def requeue(self, ids: np.ndarray, now_s: float) -> int:
         """Put requests back at the head of their levels, oldest first (requeued from a
         preempted or failed node), as far as their class and the queue have room; the rest are
-        rejected now, as an arrival at a full queue is. Returns how many were rejected."""
+        rejected now, as an arrival at a full queue is. Returns how many were rejected. Those
+        that ``cap`` later requests have passed meanwhile are shed now (the memory cap)."""
         rejected = self._enter(np.sort(ids), front=True)
         if len(rejected):
             self.table.end(rejected, DROPPED, now_s)
             self.rejected += len(rejected)
+        if self.tail > self.cap:
+            self._shed_over_cap(self.tail - self.cap, now_s)
+        self.peak = max(self.peak, self.len)
         return len(rejected)
 
     def peek(self, k: int) -> np.ndarray:
@@ -236,7 +280,7 @@ class PriorityNodeQueue:
     own limit at this node (the node's total limit is the dispatcher's check).
     """
 
-    __slots__ = ("count", "level_of", "levels", "limit", "n", "table")
+    __slots__ = ("_low", "_top", "count", "level_of", "levels", "limit", "n", "table")
 
     def __init__(self, table: RequestTable, class_level: list[int],
                  class_limit: list[int | None]) -> None:
@@ -246,6 +290,8 @@ class PriorityNodeQueue:
         self.limit = [2**62 if x is None else x for x in class_limit]
         self.count = [0] * len(class_limit)
         self.n = 0
+        self._top = [-1] * len(self.levels)  # per level, the largest id pushed
+        self._low = 2**62  # no id below this sits behind a larger one (re-routed requests)
 
     def __len__(self) -> int:
         return self.n
@@ -254,9 +300,14 @@ class PriorityNodeQueue:
         return self.count[cls] < self.limit[cls]
 
     def push(self, gid: int, cls: int) -> None:
-        self.levels[self.level_of[cls]].append(gid)
+        lv = self.level_of[cls]
+        self.levels[lv].append(gid)
         self.count[cls] += 1
         self.n += 1
+        if gid > self._top[lv]:
+            self._top[lv] = gid
+        elif gid < self._low:
+            self._low = gid
 
     def _popped(self, gid: int) -> int:
         tab = self.table
@@ -310,6 +361,22 @@ class PriorityNodeQueue:
             q.clear()
         self.count = [0] * len(self.count)
         self.n = 0
+        return out
+
+    def pop_older(self, limit: int) -> list[int]:
+        """Remove and return the waiting ids below ``limit`` (the memory cap's look): those at
+        the head of every level, or, when a re-routed request may wait behind larger ids, all
+        of them."""
+        out = []
+        if limit > self._low:
+            for i, q in enumerate(self.levels):
+                out += [self._popped(g) for g in q if g < limit]
+                self.levels[i] = deque(g for g in q if g >= limit)
+            self._low = min(hidden_low(q) for q in self.levels)
+            return out
+        for q in self.levels:
+            while q and q[0] < limit:
+                out.append(self._popped(q.popleft()))
         return out
 
     def expire(self, now_s: float, timeout_s: np.ndarray) -> list[int]:

@@ -31,10 +31,13 @@ class PushDispatcher:
     node's total limit is the router view's ``capacity``); ``batchers``: one batching policy
     per node; ``router`` and ``route_rng``: the routing policy and its random source;
     ``timeout_s``: queue timeout per class (s, inf = none); ``degradation``: cache-mode
-    diversion at routing, if any.
+    diversion at routing, if any; ``max_in_system``: the memory cap (None: none).
 
     A request routed to a node whose queue (or its class's share of it) is full is rejected;
-    a request requeued from a node that stopped is routed again under the same rule.
+    a request requeued from a node that stopped is routed again under the same rule. The memory
+    cap: a waiting request is shed once ``max_in_system`` later requests have arrived, looked
+    for at the node an arrival is routed to, when a node takes work and at each observation
+    (a requeued request already past it is shed at once).
     """
 
     shows_busy = True
@@ -42,7 +45,7 @@ class PushDispatcher:
     def __init__(self, env: Clock, table: RequestTable, server: Server, pools: list[Pool],
                  nodes: NodeTable, queues: list[Any], batchers: list[Any], router: Any,
                  route_rng: BufferedRandom, timeout_s: np.ndarray, duration_s: float,
-                 degradation: Degradation) -> None:
+                 degradation: Degradation, max_in_system: int | None = None) -> None:
         self.env = env
         self.table = table
         self.server = server
@@ -54,6 +57,8 @@ class PushDispatcher:
         self.timeout_s = timeout_s
         self.has_timeouts = bool(np.isfinite(timeout_s).any())
         self.min_timeout_s = float(timeout_s.min())
+        self._timeouts = timeout_s if self.has_timeouts else None
+        self.cap = 2**62 if max_in_system is None else max_in_system
         self.duration_s = duration_s
         n = nodes.n
         self.node_q = queues
@@ -101,11 +106,16 @@ class PushDispatcher:
         nodes = self.nodes
         now = self.env.now
         i = gid - tab.base
+        if gid + self.cap < self._next_gid:  # requeued, and cap later requests came: shed
+            tab.shed(np.asarray([gid]), self.cap, self._timeouts, now)
+            return
         if not self._any_ready():
             self._reject(gid, now)
             return
         j = self.router.choose(nodes.view, self.route_rng, now)
         q = self.node_q[j]
+        if gid >= self.cap and len(q):  # this arrival passes those cap arrivals older
+            self._shed_node(j, q, gid - self.cap + 1)
         if self._diverts and self._divert(gid, q):
             return
         ql = int(nodes.queue_len[j])
@@ -162,6 +172,8 @@ class PushDispatcher:
         now = self.env.now
         if self.has_timeouts:
             self._expire_node(j, q, now)
+        if self._next_gid > self.cap and len(q):
+            self._shed_node(j, q, self._next_gid - self.cap)
         while len(q):
             if self._fast:
                 gid = q.pop_one()
@@ -220,13 +232,25 @@ class PushDispatcher:
     def _expire_node(self, j: int, q: Any, now: float) -> None:
         gone = q.expire(now, self.timeout_s)
         if gone:
-            tab = self.table
-            self.nodes.queue_len[j] -= len(gone)
-            for gid in gone:
-                self.nodes.queued_work_s[j] -= self._svc[j].mean_time(
-                    1, int(tab.size[gid - tab.base]))
-            if self.nodes.queue_len[j] == 0:
-                self.nodes.queued_work_s[j] = 0.0
+            self._unqueue(j, gone)
+
+    def _shed_node(self, j: int, q: Any, limit: int) -> None:
+        """Node j's waiting requests below id ``limit`` (passed by ``cap`` later arrivals)
+        leave, shed by the memory cap (or timed out, if their deadline came first)."""
+        gone = q.pop_older(limit)
+        if gone:
+            self._unqueue(j, gone)
+            self.table.shed(np.asarray(gone, dtype=np.int64), self.cap, self._timeouts)
+
+    def _unqueue(self, j: int, gone: list[int]) -> None:
+        """Requests ``gone`` left node j's queue without service: its counts follow."""
+        tab = self.table
+        self.nodes.queue_len[j] -= len(gone)
+        for gid in gone:
+            self.nodes.queued_work_s[j] -= self._svc[j].mean_time(
+                1, int(tab.size[gid - tab.base]))
+        if self.nodes.queue_len[j] == 0:
+            self.nodes.queued_work_s[j] = 0.0
 
     # ------------------------------------------------------------------ fleet
     def _kick(self) -> None:
@@ -269,6 +293,15 @@ class PushDispatcher:
         if self.has_timeouts:
             for j, q in enumerate(self.node_q):
                 self._expire_node(j, q, now_s)
+        self._shed_capped()
+
+    def _shed_capped(self) -> None:
+        """The memory cap's look at every node's queue."""
+        if self._next_gid > self.cap:
+            limit = self._next_gid - self.cap
+            for j, q in enumerate(self.node_q):
+                if len(q):
+                    self._shed_node(j, q, limit)
 
     def queue_length(self) -> int:
         return int(self.nodes.queue_len.sum())
@@ -284,7 +317,8 @@ class PushDispatcher:
         return self._oldest_wait(self.node_q[j])
 
     def finish(self, end_s: float) -> None:
-        """Nothing to admit: arrivals were routed as they came."""
+        """Nothing to admit: arrivals were routed as they came; the memory cap looks last."""
+        self._shed_capped()
 
     def queue_peaks(self) -> tuple[int, int, list[int] | None]:
         return self.peak, self.rejected, self._class_peak

@@ -8,7 +8,9 @@ array, so a request costs no event while it waits. The queue holds runs of conse
 ``NodeQueue`` is one node's FIFO under per-node (push) routing. ``UpcomingHead`` is what an
 empty central queue will hold at the next arrival. The priority-level queue is in
 :mod:`simulator.engine.priority_queue`. Requests leave a queue by being taken, or end through
-the request table (:meth:`RequestTable.end`: rejected when full, timed out at their deadline).
+the request table (:meth:`RequestTable.end`: rejected when full, timed out at their deadline;
+:meth:`RequestTable.shed`: shed by the memory cap once ``cap`` later requests have arrived,
+checked whenever arrivals are admitted, so no more than ``cap`` requests ever wait).
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ def fill_run(table: RequestTable, first: int, cap: int, k_max: int) -> tuple[int
     k = bisect_right(ib, cap + before, i, i + k_max + 1) - 1 - i
     k = k if k > 1 else 1
     return k, ib[i + k] - before
+
+
+def hidden_low(ids: deque[int]) -> int:
+    """The smallest id that waits behind a larger one (2**62: none; the ids are in order)."""
+    low, top = 2**62, -1
+    for g in ids:
+        if g < top:
+            if g < low:
+                low = g
+        else:
+            top = g
+    return low
 
 
 class UpcomingHead:
@@ -191,13 +205,23 @@ class LazyAdmission:
 
 
 class CentralQueue(LazyAdmission):
-    """Shared FIFO over global request ids with lazy admission and a length limit."""
+    """Shared FIFO over global request ids with lazy admission and a length limit.
+
+    ``cap``: the memory cap (``simulation.max_in_system``; None: none): a waiting request is
+    shed once ``cap`` later requests have arrived (or times out, when ``timeout_s``, per class,
+    s, says its deadline came first).
+    """
 
     fifo = True  # the head is the oldest waiting request (the dispatcher's look-ahead needs it)
 
-    def __init__(self, table: RequestTable, max_len: int) -> None:
+    def __init__(self, table: RequestTable, max_len: int, cap: int | None = None,
+                 timeout_s: np.ndarray | None = None) -> None:
         self.table = table
         self.max_len = max_len
+        self.cap = 2**62 if cap is None else cap
+        self.timeout_s = timeout_s
+        # no waiting id below this sits behind a larger one (requeues break the id order)
+        self._low = 2**62
         self.runs: deque[list[int]] = deque()  # [first id, end id) of admitted, waiting ids
         self.len = 0
         self.tail = 0  # every id below tail has been admitted or rejected
@@ -216,6 +240,9 @@ class CentralQueue(LazyAdmission):
             if not keep.all():
                 self._admit_ids(np.arange(self.tail, j)[keep])
                 self.tail = j
+                if j > self.cap:
+                    self._shed_over_cap(j - self.cap)
+                self.peak = max(self.peak, self.len)
                 return
         room = self.max_len - self.len
         take = n if n <= room else max(room, 0)
@@ -226,12 +253,54 @@ class CentralQueue(LazyAdmission):
             else:
                 self.runs.append([self.tail, self.tail + take])
             self.len += take
-            if self.len > self.peak:
-                self.peak = self.len
         if take < n:
             self.table.end(range(self.tail + take, j), DROPPED)  # rejected at arrival
             self.rejected += n - take
         self.tail = j
+        if j > self.cap:  # ids below j - cap have had cap later arrivals
+            self._shed_over_cap(j - self.cap)
+        if self.len > self.peak:
+            self.peak = self.len
+
+    def _shed_over_cap(self, limit: int, floor_s: float = -np.inf) -> None:
+        """Waiting ids below ``limit`` leave, shed by the memory cap (:meth:`RequestTable.shed`,
+        not before ``floor_s``). Ids wait in order, so they are at the head, unless requeues
+        put larger ids before them (then every run is looked at)."""
+        gone: list[np.ndarray] = []
+        if limit > self._low:
+            self._scan_over_cap(limit, gone)  # (replaces the runs)
+        runs = self.runs
+        while runs and runs[0][0] < limit:
+            run = runs[0]
+            hi = run[1] if run[1] <= limit else limit
+            gone.append(np.arange(run[0], hi))
+            if hi == run[1]:
+                runs.popleft()
+            else:
+                run[0] = hi
+        if gone:
+            ids = np.concatenate(gone) if len(gone) > 1 else gone[0]
+            self.len -= len(ids)
+            self.table.shed(ids, self.cap, self.timeout_s, floor_s)
+
+    def _scan_over_cap(self, limit: int, gone: list[np.ndarray]) -> None:
+        """Take every waiting id below ``limit`` out of the runs (into ``gone``), wherever it
+        waits, and note the smallest id left behind a larger one."""
+        kept: deque[list[int]] = deque()
+        low, top = 2**62, -1
+        for run in self.runs:
+            a, b = run
+            if a < limit:
+                hi = b if b <= limit else limit
+                gone.append(np.arange(a, hi))
+                if hi == b:
+                    continue
+                run[0] = a = hi
+            if a < top and a < low:
+                low = a
+            top = max(top, b)
+            kept.append(run)
+        self.runs, self._low = kept, low
 
     def _admit_ids(self, ids: np.ndarray) -> None:
         """Admit scattered ids (after diversion) as single-id runs; reject beyond the limit."""
@@ -239,7 +308,6 @@ class CentralQueue(LazyAdmission):
         for gid in ids[:room].tolist():
             self.runs.append([gid, gid + 1])
         self.len += min(room, len(ids))
-        self.peak = max(self.peak, self.len)
         if room < len(ids):
             self.table.end(ids[room:], DROPPED)  # rejected at arrival
             self.rejected += len(ids) - room
@@ -351,16 +419,21 @@ class CentralQueue(LazyAdmission):
     def requeue(self, ids: np.ndarray, now_s: float) -> int:
         """Put requests back at the head, oldest first (requeued from a preempted or failed
         node), as far as the queue has room; the rest are rejected now, as an arrival at a full
-        queue is. Returns how many were rejected."""
+        queue is. Returns how many were rejected. Those that ``cap`` later requests have passed
+        meanwhile are shed now (the memory cap)."""
         ids = np.sort(ids)
         room = max(self.max_len - self.len, 0)
+        if room and self.runs and self.runs[0][0] < ids[min(room, len(ids)) - 1]:
+            self._low = min(self._low, self.runs[0][0])  # now behind larger ids
         for gid in reversed(ids[:room].tolist()):
             self.runs.appendleft([gid, gid + 1])
         self.len += min(room, len(ids))
-        self.peak = max(self.peak, self.len)
         if room < len(ids):
             self.table.end(ids[room:], DROPPED, now_s)
             self.rejected += len(ids) - room
+        if self.tail > self.cap:
+            self._shed_over_cap(self.tail - self.cap, now_s)
+        self.peak = max(self.peak, self.len)
         return max(len(ids) - room, 0)
 
     def expire(self, now_s: float, timeout_s: np.ndarray) -> int:
@@ -389,11 +462,13 @@ class NodeQueue:
     priority levels and per-class limits.
     """
 
-    __slots__ = ("ids", "table")
+    __slots__ = ("_low", "_top", "ids", "table")
 
     def __init__(self, table: RequestTable) -> None:
         self.table = table
         self.ids: deque[int] = deque()
+        self._top = -1  # the largest id pushed
+        self._low = 2**62  # no id below this sits behind a larger one (re-routed requests)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -404,6 +479,10 @@ class NodeQueue:
 
     def push(self, gid: int, cls: int) -> None:
         self.ids.append(gid)
+        if gid > self._top:
+            self._top = gid
+        elif gid < self._low:
+            self._low = gid
 
     def pop_one(self) -> int:
         return self.ids.popleft()
@@ -444,6 +523,20 @@ class NodeQueue:
         """Remove and return every waiting id (service order)."""
         out = np.fromiter(self.ids, dtype=np.int64, count=len(self.ids))
         self.ids.clear()
+        return out
+
+    def pop_older(self, limit: int) -> list[int]:
+        """Remove and return the waiting ids below ``limit`` (the memory cap's look): those at
+        the head, or, when a re-routed request may wait behind larger ids, all of them."""
+        ids = self.ids
+        if limit > self._low:
+            out = [g for g in ids if g < limit]
+            self.ids = deque(g for g in ids if g >= limit)
+            self._low = hidden_low(self.ids)
+            return out
+        out = []
+        while ids and ids[0] < limit:
+            out.append(ids.popleft())
         return out
 
     def expire(self, now_s: float, timeout_s: np.ndarray) -> list[int]:

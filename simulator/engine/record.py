@@ -47,7 +47,9 @@ class QueueRecord:
     ``per_node``: the limits apply to each node's queue (else to the one shared queue);
     ``peak``: the most requests one queue held at once; ``class_peak``: per class, the most of
     its own requests one queue held (None where the queue keeps no per-class count: no class
-    has a limit); ``rejected``: arrivals and requeued requests turned away by a full queue.
+    has a limit); ``rejected``: arrivals and requeued requests turned away by a full queue;
+    ``max_in_system``: the memory cap (``simulation.max_in_system``, requests; None: none) and
+    ``shed_by_cap``: waiting requests it shed (whole run).
     """
 
     per_node: bool
@@ -56,6 +58,8 @@ class QueueRecord:
     rejected: int
     class_limit: list[int | None]
     class_peak: list[int] | None
+    max_in_system: int | None = None
+    shed_by_cap: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ All statistics count requests that arrive at or after ``simulation.warmup_s`` (t
 window); the time series covers the whole run. Work is vectorised per chunk.
 
 SLA rule (per request, with its class's SLO): a request violates the SLA when it completed with
-latency > SLO, was dropped, timed out, or is still in flight at the end of the run and older
-than the SLO then (``(end_s - arrival) * 1000 > slo_ms``). The violation rate divides by the
-requests that ended plus those in flight past their SLO; younger in-flight requests count in
-neither.
+latency > SLO, was dropped, timed out, was shed by the memory cap, or is still in flight at the
+end of the run and older than the SLO then (``(end_s - arrival) * 1000 > slo_ms``). The
+violation rate divides by the requests that ended plus those in flight past their SLO; younger
+in-flight requests count in neither.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.engine.requests import COMPLETED, DROPPED, PENDING, TIMED_OUT, ChunkView
+from simulator.engine.requests import (
+    COMPLETED,
+    DROPPED,
+    OUTCOME_NAMES,
+    PENDING,
+    SHED,
+    TIMED_OUT,
+    ChunkView,
+    Outcome,
+)
 from simulator.metrics import LatencySketch, TimeSeries, binned_counts, worst_window
 from simulator.rng import stream
 from simulator.scenario import Scenario
@@ -36,6 +45,7 @@ class ClassStats:
         self.completed = 0
         self.dropped = 0
         self.timed_out = 0
+        self.shed_by_cap = 0  # shed by the memory cap (simulation.max_in_system)
         self.in_flight = 0
         self.violations = 0  # the module docstring's SLA rule, in-flight violations included
         self.in_flight_violations = 0  # in flight at the end and older than the SLO then
@@ -48,7 +58,8 @@ class ClassStats:
     @property
     def sla_requests(self) -> int:
         """The violation rate's denominator: ended requests and those in flight past the SLO."""
-        return self.completed + self.dropped + self.timed_out + self.in_flight_violations
+        return (self.completed + self.dropped + self.timed_out + self.shed_by_cap
+                + self.in_flight_violations)
 
     def sla_summary(self) -> dict[str, Any]:
         """violations, violation_rate (NaN when no request counts), in_flight_violations and
@@ -66,7 +77,8 @@ class ClassStats:
             "slo_ms": slo_ms,
             "requests": {
                 "arrived": self.arrived, "completed": self.completed, "dropped": self.dropped,
-                "timed_out": self.timed_out, "in_flight": self.in_flight,
+                "timed_out": self.timed_out, "shed_by_cap": self.shed_by_cap,
+                "in_flight": self.in_flight,
             },
             "latency_ms": latency_summary(self.latency),
             "queue_wait_ms": {k: v for k, v in latency_summary(self.wait).items() if k != "max"},
@@ -111,7 +123,7 @@ class RecordSink:
             return
         node = v.node[sel]
         pool = np.where(node >= 0, self.pool_of_node[np.maximum(node, 0)], -1)
-        outcome_names = np.array(["in_flight", "completed", "dropped", "timed_out"])
+        outcome_names = np.array([OUTCOME_NAMES[o] for o in Outcome])
         df = pd.DataFrame({
             "id": v.first_id + sel,
             "arrival_s": v.t[sel],
@@ -198,7 +210,8 @@ class Recorder:
         s.count_bins("arrivals", b)
         done = v.outcome == COMPLETED
         s.count("completions", v.finish[done])
-        s.count_bins("dropped", b[v.outcome == DROPPED])
+        # the series' dropped: rejected, lost with a node, or shed by the memory cap
+        s.count_bins("dropped", b[(v.outcome == DROPPED) | (v.outcome == SHED)])
         s.count("timed_out", v.finish[v.outcome == TIMED_OUT])
         lat_all = (v.finish[done] - v.t[done]) * 1000.0
         s.latency_by_arrival(v.t[done], lat_all)
@@ -212,7 +225,8 @@ class Recorder:
         late = pending & ((self.end_s - v.t) * 1000.0 > slo)  # in flight past the SLO
         over = np.zeros(len(v.t), dtype=bool)
         over[done] = lat_all > slo[done]
-        viol = over | (v.outcome == DROPPED) | (v.outcome == TIMED_OUT) | late
+        viol = (over | (v.outcome == DROPPED) | (v.outcome == TIMED_OUT) | (v.outcome == SHED)
+                | late)
         s.count_classes(b, cls_all, viol)
         counted = ~pending | late
         if counted.any():
@@ -226,7 +240,7 @@ class Recorder:
         out = v.outcome[m]
         lat = (v.finish[m] - v.t[m]) * 1000.0
         wait = (v.start[m] - v.t[m]) * 1000.0
-        counts = np.zeros((4, k), dtype=np.int64)
+        counts = np.zeros((len(Outcome), k), dtype=np.int64)
         np.add.at(counts, (out.astype(np.int64), cls), 1)
         n_viol = np.bincount(cls[viol[m]], minlength=k)
         n_late = np.bincount(cls[late[m]], minlength=k)
@@ -257,6 +271,7 @@ class Recorder:
         st.completed += int(c[COMPLETED])
         st.dropped += int(c[DROPPED])
         st.timed_out += int(c[TIMED_OUT])
+        st.shed_by_cap += int(c[SHED])
         st.in_flight += int(c[PENDING])
         st.violations += viol
         st.in_flight_violations += late

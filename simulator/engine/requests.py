@@ -1,8 +1,12 @@
 """The request table: per-request state in numpy arrays, loaded chunk by chunk.
 
 Requests get global ids in arrival order. Only a sliding window of chunks is held: a chunk is
-handed to the recorder and dropped as soon as every request in it has ended (completed, dropped
-or timed out), so memory stays bounded whatever the run's length.
+handed to the recorder and dropped as soon as every request in it has ended (completed, dropped,
+timed out or shed), so memory grows with the requests from the oldest one still waiting or in
+service to the newest arrival, whatever the run's length. Under overload that span grows without
+end (every arrival since the oldest waiting request stays, rejected ones included): the memory
+cap ``simulation.max_in_system`` bounds it, the queues shedding a waiting request once that many
+later requests have arrived (:meth:`RequestTable.shed`).
 
 The table is the one owner of a request's fate: a request ends only through
 :meth:`RequestTable.end` (or, for a served batch of consecutive ids, the served log that
@@ -28,11 +32,12 @@ class Outcome(IntEnum):
     COMPLETED = 1
     DROPPED = 2  # rejected by a full queue, or lost with its node
     TIMED_OUT = 3  # left the queue at its deadline
+    SHED = 4  # left the queue when simulation.max_in_system later requests had arrived
 
 
-PENDING, COMPLETED, DROPPED, TIMED_OUT = Outcome
+PENDING, COMPLETED, DROPPED, TIMED_OUT, SHED = Outcome
 OUTCOME_NAMES = {PENDING: "in_flight", COMPLETED: "completed", DROPPED: "dropped",
-                 TIMED_OUT: "timed_out"}
+                 TIMED_OUT: "timed_out", SHED: "shed_by_cap"}
 Ids = int | range | np.ndarray  # global request ids: one, consecutive, or any
 
 
@@ -56,7 +61,18 @@ class ChunkView:
 
 
 class RequestTable:
-    """Arrays indexed by ``id - base``: arrival, class, size, start, finish, node, outcome."""
+    """Arrays indexed by ``id - base``: arrival, class, size, start, finish, node, outcome.
+
+    Each column is a view of a buffer the table keeps: a chunk is written after the rows held,
+    released rows are skipped, and the rows held slide back to the buffer's front when its end
+    is reached (the buffer grows only when they do not fit), so a long run does not
+    allocate a column's worth per chunk (a 100x overload's window of millions of rows,
+    reallocated every chunk, fragmented the heap: its resident memory kept growing).
+    """
+
+    COLUMNS = (("t", np.float64), ("cls", np.int16), ("size", np.int64),
+               ("start", np.float64), ("finish", np.float64), ("node", np.int32),
+               ("outcome", np.int8), ("degraded", np.int8))
 
     def __init__(self, chunks: Iterator[Chunk], on_done: Callable[[ChunkView], None]) -> None:
         self._chunks = chunks
@@ -77,6 +93,8 @@ class RequestTable:
         self.node = np.empty(0, dtype=np.int32)
         self.outcome = np.empty(0, dtype=np.int8)
         self.degraded = np.empty(0, dtype=np.int8)  # 1 = served by the fallback
+        self._buf = {name: np.empty(0, dtype=dt) for name, dt in self.COLUMNS}
+        self._off = 0  # buffer index of local index 0 (id base)
         self._items_total = 0
         self.last_time = -np.inf  # arrival time of the last loaded request
         # finished batches of consecutive ids not yet written to the columns:
@@ -87,6 +105,7 @@ class RequestTable:
         self._served_ids: list[tuple[np.ndarray, float, float, int]] = []
         self.served_ids = self._served_ids.append
         self.loaded_until = 0.0  # every arrival before this time is loaded
+        self.shed_by_cap = 0  # requests shed by the memory cap (shed()), whole run
 
     def load_next(self) -> bool:
         """Load the next chunk (after releasing finished ones); False when none is left."""
@@ -99,26 +118,59 @@ class RequestTable:
             return False
         self.release_done()
         n = len(ch.time)
-        keep = slice(0, self.end_id - self.base)
-        self.t = np.concatenate([self.t[keep], ch.time])
-        self.arrival_s = self.arrival_s[keep] + ch.time.tolist()
-        self.cls = np.concatenate([self.cls[keep], ch.cls])
-        self.size = np.concatenate([self.size[keep], ch.size])
-        self.start = np.concatenate([self.start[keep], np.full(n, np.nan)])
-        self.finish = np.concatenate([self.finish[keep], np.full(n, np.nan)])
-        self.node = np.concatenate([self.node[keep], np.full(n, -1, dtype=np.int32)])
-        self.outcome = np.concatenate([self.outcome[keep], np.zeros(n, dtype=np.int8)])
-        self.degraded = np.concatenate([self.degraded[keep], np.zeros(n, dtype=np.int8)])
+        live = self.end_id - self.base
+        self._make_room(live + n)
+        a = self._off + live
+        buf = self._buf
+        buf["t"][a:a + n] = ch.time
+        buf["cls"][a:a + n] = ch.cls
+        buf["size"][a:a + n] = ch.size
+        buf["start"][a:a + n] = np.nan
+        buf["finish"][a:a + n] = np.nan
+        buf["node"][a:a + n] = -1
+        buf["outcome"][a:a + n] = PENDING
+        buf["degraded"][a:a + n] = 0
+        self.arrival_s += ch.time.tolist()
         cs = np.cumsum(ch.size, dtype=np.int64) + self._items_total
-        self.items_before = self.items_before + cs.tolist()
+        self.items_before += cs.tolist()
         if n:
             self._items_total = int(cs[-1])
         self._spans.append((self.end_id, self.end_id + n, ch.t0, ch.t1))
         self.end_id += n
+        self._views()
         if n:
             self.last_time = float(ch.time[-1])
         self.loaded_until = ch.t1
         return True
+
+    def _make_room(self, need: int) -> None:
+        """Make the buffers hold ``need`` rows from ``_off``: slide the rows held to the front
+        (in at most 8 non-overlapping blocks, so no temporary copy), or, when they do not fit
+        or have moved less than an eighth of their length, grow every buffer to 1.25 ``need``
+        (a window that holds still then slides every ``need`` / 4 rows loaded, never grows)."""
+        cap = len(self._buf["t"])
+        if self._off + need <= cap:
+            return
+        live, off = self.end_id - self.base, self._off
+        if need <= cap and 8 * off >= live:
+            for name, _ in self.COLUMNS:
+                b = self._buf[name]
+                for i in range(0, live, off):
+                    k = min(off, live - i)
+                    b[i:i + k] = b[off + i:off + i + k]
+        else:
+            size = max(need + need // 4, 1024)
+            for name, dt in self.COLUMNS:
+                new = np.empty(size, dtype=dt)
+                new[:live] = self._buf[name][off:off + live]
+                self._buf[name] = new
+        self._off = 0
+
+    def _views(self) -> None:
+        """Point the columns at the rows held: ids [base, end_id)."""
+        a, b = self._off, self._off + self.end_id - self.base
+        for name, _ in self.COLUMNS:
+            setattr(self, name, self._buf[name][a:b])
 
     def apply_served(self) -> None:
         """Write the logged finished batches into start, finish, node and outcome (vectorized).
@@ -187,6 +239,27 @@ class RequestTable:
         self.outcome[loc] = outcome
         self.finish[loc] = self.t[loc] if t_s is None else t_s
 
+    def shed(self, ids: range | np.ndarray, cap: int, timeout_s: np.ndarray | None = None,
+             floor_s: float = -np.inf) -> None:
+        """Waiting requests ``ids``, each passed by ``cap`` later arrivals (all loaded), leave:
+        shed by the memory cap (``simulation.max_in_system``) at the arrival of their
+        cap-th later request, not before ``floor_s`` (s: when they came back to wait, requeued
+        from a stopped node); or timed out at their deadline when their class's timeout
+        (``timeout_s``, per class, s) came first."""
+        ids = np.arange(ids.start, ids.stop) if type(ids) is range else np.asarray(ids)
+        if not len(ids):
+            return
+        loc = ids - self.base
+        t_cap = np.maximum(self.t[loc + cap], floor_s)
+        if timeout_s is not None:
+            deadline = self.t[loc] + timeout_s[self.cls[loc]]
+            first = deadline < t_cap
+            if first.any():
+                self.end(ids[first], TIMED_OUT, deadline[first])
+                ids, t_cap = ids[~first], t_cap[~first]
+        self.end(ids, SHED, t_cap)
+        self.shed_by_cap += len(ids)
+
     def _ended_twice(self, ids: np.ndarray) -> None:
         loc = ids - self.base
         bad = ids[self.outcome[loc] != PENDING]
@@ -250,11 +323,10 @@ class RequestTable:
             released = b
         if released:
             self.base += released
-            for name in ("t", "cls", "size", "start", "finish", "node", "outcome",
-                         "degraded"):
-                setattr(self, name, getattr(self, name)[released:])
-            self.arrival_s = self.arrival_s[released:]
-            self.items_before = self.items_before[released:]
+            self._off += released
+            self._views()
+            del self.arrival_s[:released]
+            del self.items_before[:released]
 
     def flush_all(self) -> None:
         """End of run: hand every loaded chunk to the recorder (pending = in flight)."""

@@ -174,7 +174,7 @@ class Simulation:
             [self.admission.node_queue(self.table) for _ in range(n)], batchers,
             create("router", r.name, r.params),
             BufferedRandom(stream(self.seed, "routing")), timeout_s, self.duration_s,
-            self.degradation)
+            self.degradation, self.admission.max_in_system)
 
     def _preference_order(self) -> list[int]:
         """Pool indices in the order idle nodes take work (central dispatch)."""
@@ -254,7 +254,9 @@ class Simulation:
         peak, rejected, class_peak = self.dispatcher.queue_peaks()
         queue = QueueRecord(per_node=self.sc.policy.dispatch == "per_node",
                             limit=self.admission.max_queue_length, peak=peak, rejected=rejected,
-                            class_limit=list(self.admission.class_limit), class_peak=class_peak)
+                            class_limit=list(self.admission.class_limit), class_peak=class_peak,
+                            max_in_system=self.admission.max_in_system,
+                            shed_by_cap=self.table.shed_by_cap)
         return RunRecord(
             scenario=self.sc, seed=self.seed, duration_s=self.duration_s,
             warmup_s=self.warmup_s, wall_s=self.wall_s, pools=pools, total=rec.total,

@@ -34,17 +34,23 @@ from simulator.policies.registry import (
 
 _EPS = 1e-9  # float slack for ceilings and window edges (s or dimensionless)
 
-# parameter types of the autoscalers' models (finite; units in the field names)
-Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# parameter types of the autoscalers' models (finite, at most 1e9; units in the field names)
+Pos = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0, strict=False)]
+Count = Annotated[int, Field(ge=0, le=1_000_000, strict=False)]
+
+#: the shortest sync period, s: each sync is an event that builds the pool's metrics (about
+#: 0.2 ms of run time), so a shorter one cannot finish a run of any length
+MIN_SYNC_PERIOD_S = 1e-3
 
 
 def sync(default_s: float, source: str) -> Any:
-    """The ``sync_period_s`` field: how often the engine asks the policy, s."""
-    return Field(default_s, gt=0, allow_inf_nan=False,
-                 description=f"how often the engine asks the policy, s ({source})")
+    """The ``sync_period_s`` field: how often the engine asks the policy, s (at least
+    :data:`MIN_SYNC_PERIOD_S`)."""
+    return Field(default_s, ge=MIN_SYNC_PERIOD_S, le=1e9, allow_inf_nan=False,
+                 description=f"how often the engine asks the policy, s, at least 0.001 "
+                 f"({source})")
 
 
 def finite(x: float, default: float = 0.0) -> float:

@@ -193,9 +193,9 @@ class KPAParams(PolicyParams):
                                                   "stable window")] = 10.0
     panic_threshold: Annotated[Pos, Field(description="panic when desired / ready reaches "
                                           "this (2.0 = 200 %)")] = 2.0
-    max_scale_up_rate: Annotated[float, Field(ge=1, allow_inf_nan=False, description=(
+    max_scale_up_rate: Annotated[float, Field(ge=1, le=1e9, allow_inf_nan=False, description=(
         "most growth per tick, x ready"))] = 1000.0
-    max_scale_down_rate: Annotated[float, Field(ge=1, allow_inf_nan=False, description=(
+    max_scale_down_rate: Annotated[float, Field(ge=1, le=1e9, allow_inf_nan=False, description=(
         "most shrinkage per tick, ready / this"))] = 2.0
     sync_period_s: Pos = sync(2.0, "Knative tick-interval")
 

@@ -41,15 +41,20 @@ class NoBatching:
         return BatchDecision(wake_at_size=1)
 
 
-NonNegMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NonNegMs = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+
+#: the largest max_batch: a batcher keeps one prepared decision per batch size (per node
+#: under per-node dispatch), and no serving system batches more requests at once
+MAX_BATCH = 65_536
 
 
 class DynamicParams(PolicyParams):
     """Triton ``dynamic_batching`` settings (units in the names)."""
 
-    max_batch: Annotated[int, Field(ge=1, description="most requests in one batch (Triton "
-                                    "max_batch_size when requests count 1 each)")]
-    max_batch_items: Annotated[int | None, Field(ge=1, description=(
+    max_batch: Annotated[int, Field(ge=1, le=MAX_BATCH, description=(
+        "most requests in one batch (Triton max_batch_size when requests count 1 each), at "
+        "most 65,536"))]
+    max_batch_items: Annotated[int | None, Field(ge=1, le=1_000_000_000, description=(
         "most items in one batch (Triton max_batch_size in batch-dimension units); when set, "
         "sizes and preferred_sizes count items"))] = None
     max_wait_ms: Annotated[NonNegMs, Field(description="Triton max_queue_delay_microseconds, "

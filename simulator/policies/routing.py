@@ -85,8 +85,9 @@ class JoinShortestQueueRouter:
 
 
 class PowerOfDParams(PolicyParams):
-    d: Annotated[int, Field(ge=1, description="ready nodes sampled per decision (Envoy "
-                                             "LEAST_REQUEST choice_count default 2)")] = 2
+    d: Annotated[int, Field(ge=1, le=100, description=(
+        "ready nodes sampled per decision (Envoy LEAST_REQUEST choice_count default 2), at "
+        "most 100 (each sample costs run time per request: join_shortest_queue scans all)"))] = 2
 
 
 @register("router", "power_of_two")

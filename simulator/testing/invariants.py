@@ -49,10 +49,19 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     check_sla(result)
 
 
+ENDINGS = ("completed", "dropped", "timed_out", "shed_by_cap", "in_flight")
+
+
+def _ended_sum(r: dict[str, Any]) -> int:
+    """completed + dropped + timed_out + shed_by_cap + in_flight of a requests block."""
+    return sum(int(r.get(k, 0)) for k in ENDINGS)
+
+
 def check_conservation(s: dict[str, Any], rec: pd.DataFrame) -> None:
-    """arrived = completed + dropped + timed_out + in_flight, per class and in total."""
+    """arrived = completed + dropped + timed_out + shed_by_cap + in_flight, per class and in
+    total."""
     r = s["requests"]
-    if r["arrived"] != r["completed"] + r["dropped"] + r["timed_out"] + r["in_flight"]:
+    if r["arrived"] != _ended_sum(r):
         raise InvariantError(f"conservation broken in summary: {r}")
     if len(rec) != r["arrived_incl_warmup"]:
         raise InvariantError(f"{len(rec)} records but {r['arrived_incl_warmup']} arrivals")
@@ -60,12 +69,16 @@ def check_conservation(s: dict[str, Any], rec: pd.DataFrame) -> None:
         raise InvariantError("a request id appears twice: a request ended more than once")
     warm = rec[rec["arrival_s"] >= s["warmup_s"]]
     counts = warm["outcome"].value_counts()
-    for k in ("completed", "dropped", "timed_out", "in_flight"):
-        if int(counts.get(k, 0)) != r[k]:
-            raise InvariantError(f"{k}: summary {r[k]} but records {int(counts.get(k, 0))}")
+    for k in ENDINGS:
+        if int(counts.get(k, 0)) != r.get(k, 0):
+            raise InvariantError(f"{k}: summary {r.get(k, 0)} but records "
+                                 f"{int(counts.get(k, 0))}")
+    unknown = set(counts.index) - set(ENDINGS)
+    if unknown:
+        raise InvariantError(f"records hold unknown outcomes {sorted(unknown)}")
     for name, cs in s.get("classes", {}).items():
         cr = cs["requests"]
-        if cr["arrived"] != cr["completed"] + cr["dropped"] + cr["timed_out"] + cr["in_flight"]:
+        if cr["arrived"] != _ended_sum(cr):
             raise InvariantError(f"conservation broken for class {name}: {cr}")
 
 
@@ -76,7 +89,7 @@ def check_causality(rec: pd.DataFrame) -> None:
                (done["finish_s"] < done["start_s"] - EPS)]
     if len(bad):
         raise InvariantError(f"causality broken: {bad.iloc[0].to_dict()}")
-    ended = rec[rec["outcome"].isin(["dropped", "timed_out"])]
+    ended = rec[rec["outcome"].isin(["dropped", "timed_out", "shed_by_cap"])]
     bad = ended[ended["finish_s"] < ended["arrival_s"] - EPS]
     if len(bad):
         raise InvariantError(f"a request left before it arrived: {bad.iloc[0].to_dict()}")
@@ -121,7 +134,8 @@ def check_queue_limits(result: Any) -> None:
 
     Checked on the summary's ``queues`` peaks, and (without preemptions or failures, when a
     request waits in one queue only) on the queue occupancy rebuilt from the records: a
-    request waits from its arrival to its start, or to its timeout.
+    request waits from its arrival to its start, or to its timeout or shedding by the memory
+    cap.
     """
     s = result.summary
     qs = s.get("queues")
@@ -139,7 +153,7 @@ def check_queue_limits(result: Any) -> None:
     ev = result.extras.get("events")
     if rec is None or not len(rec) or (ev is not None and len(ev) and _requeue_possible(ev)):
         return
-    waited = rec[rec["start_s"].notna() | (rec["outcome"] == "timed_out")]
+    waited = rec[rec["start_s"].notna() | rec["outcome"].isin(["timed_out", "shed_by_cap"])]
     leave = waited["start_s"].fillna(waited["finish_s"]).to_numpy(dtype=float)
     enter = waited["arrival_s"].to_numpy(dtype=float)
     keys: list[str] = ["node"] if qs["per_node"] else []
@@ -377,14 +391,15 @@ def check_sla(result: Any) -> None:
     """SLA accounting agrees in the summary, the time series and the records.
 
     * per class, violations and in-flight violations sum to the totals, and every violation
-      rate is violations / (completed + dropped + timed_out + in_flight_violations);
+      rate is violations / (completed + dropped + timed_out + shed_by_cap +
+      in_flight_violations);
     * the time series' ``violations.<class>`` columns sum to ``violations``, its
       ``arrivals.<class>`` to ``arrivals``; with a warm-up of whole intervals, ``violations``
       summed over the measurement window equals ``sla.violations``;
     * with every record in memory, the violations rebuilt from the records with each class's
-      SLO (completed with latency > SLO, dropped, timed out, or in flight at the end and older
-      than the SLO then) equal the summary's (measurement window, per class and in total) and
-      the time series' (by arrival interval, whole run).
+      SLO (completed with latency > SLO, dropped, timed out, shed by the memory cap, or in
+      flight at the end and older than the SLO then) equal the summary's (measurement window,
+      per class and in total) and the time series' (by arrival interval, whole run).
     """
     s = result.summary
     sla = s["sla"]
@@ -402,7 +417,7 @@ def check_sla(result: Any) -> None:
                                                     for n, c in classes.items())]:
         if "in_flight_violations" not in block:
             continue
-        n = req["completed"] + req["dropped"] + req["timed_out"] + block["in_flight_violations"]
+        n = _ended_sum(req) - int(req["in_flight"]) + block["in_flight_violations"]
         rate = block["violations"] / n if n else float("nan")
         if not np.isclose(block["violation_rate"], rate, rtol=1e-12, atol=0, equal_nan=True):
             raise InvariantError(f"SLA accounting: {label} violation rate "
@@ -443,7 +458,7 @@ def check_sla(result: Any) -> None:
     lat = (rec["finish_s"].to_numpy(dtype=float) - arrival) * 1000.0
     with np.errstate(invalid="ignore"):
         viol = (((outcome == "completed") & (lat > slo)) | (outcome == "dropped")
-                | (outcome == "timed_out")
+                | (outcome == "timed_out") | (outcome == "shed_by_cap")
                 | ((outcome == "in_flight") & ((dur - arrival) * 1000.0 > slo)))
     cls = rec["class"].astype(str).to_numpy()
     warm_m = arrival >= warm
