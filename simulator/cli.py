@@ -172,6 +172,9 @@ def _register_optional() -> None:
 
     for cmd in (exp.compare_cmd, exp.sweep_cmd, exp.plan_cmd):
         main.add_command(cmd)
+    from simulator.serving_cli import calibrate_serving  # torch-free
+
+    main.add_command(calibrate_serving)
     try:
         from analysis.report_cli import report
     except ImportError:

@@ -53,10 +53,15 @@ def _input_fields(sc: Scenario) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     if sc.service is not None and sc.service.profile:
         found.append(("profile", "service.profile", sc.service.profile))
+    if sc.service is not None and sc.service.serving:
+        found.append(("serving_profile", "service.serving", sc.service.serving))
     for p in sc.cluster.pools:
         if p.service is not None and p.service.profile:
             found.append(("profile", f"cluster.pools.{p.name}.service.profile",
                           p.service.profile))
+        if p.service is not None and p.service.serving:
+            found.append(("serving_profile", f"cluster.pools.{p.name}.service.serving",
+                          p.service.serving))
         if p.spot is not None and p.spot.trace:
             found.append(("spot_trace", f"cluster.pools.{p.name}.spot.trace", p.spot.trace))
     arr = sc.workload.arrival

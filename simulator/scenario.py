@@ -395,6 +395,16 @@ def _check_files(sc: Scenario) -> None:
             get_variant(prof, svc.variant or "", path)
         except ProfileError as exc:
             raise ScenarioError(f"{sc.source}: field '{where}.profile': {exc}") from None
+        if svc.serving is not None:
+            from simulator.serving_profile import ServingProfileError, load_serving_profile
+
+            spath = sc.resolve_path(svc.serving)
+            if not spath.is_file():
+                raise sc.missing_file(f"{where}.serving", svc.serving)
+            try:
+                load_serving_profile(spath)
+            except ServingProfileError as exc:
+                raise ScenarioError(f"{sc.source}: field '{where}.serving': {exc}") from None
         deg = sc.policy.degradation
         if deg.enabled and deg.mode == "variant" and deg.fallback_variant:
             try:

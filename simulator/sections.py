@@ -343,7 +343,12 @@ class ServiceCfg(_Model):
     time: ServiceTimeCfg | None = None
     profile: str | None = Field(None, description="calibration profile JSON")
     variant: str | None = Field(None, description="model variant inside the profile")
-    speed: PosFloat = Field(1.0, description="relative node speed: service time / speed")
+    serving: str | None = Field(None, description="serving-stack profile JSON (peaksim "
+                                "calibrate-serving): its per-batch and per-item overheads and "
+                                "residuals replace the variant's own; the forward fit stays "
+                                "the profile's")
+    speed: PosFloat = Field(1.0, ge=1e-6, le=1e6,
+                            description="relative node speed: service time / speed")
 
     @model_validator(mode="after")
     def _one(self) -> ServiceCfg:
@@ -351,6 +356,9 @@ class ServiceCfg(_Model):
             raise ValueError("give exactly one of 'time' (a distribution) or 'profile'")
         if self.profile is not None and not self.variant:
             raise ValueError("a profile needs 'variant'")
+        if self.serving is not None and self.profile is None:
+            raise ValueError("'serving' (a serving-stack profile) needs 'profile' (the model "
+                             "profile whose forward fit it serves)")
         return self
 
 

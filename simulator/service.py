@@ -123,12 +123,21 @@ class ProfileService:
 
 
 def build_service(
-    cfg: ServiceCfg, rng: np.random.Generator, profile_path: Path | None = None
+    cfg: ServiceCfg, rng: np.random.Generator, profile_path: Path | None = None,
+    serving_path: Path | None = None,
 ) -> AnalyticService | ProfileService:
-    """The service model a pool runs; ``profile_path`` is the resolved profile file."""
+    """The service model a pool runs; ``profile_path`` and ``serving_path`` are the resolved
+    model profile and serving-stack profile (``cfg.serving``) files."""
     if cfg.time is not None:
         return AnalyticService(cfg, rng)
     assert cfg.profile is not None and cfg.variant is not None
     path = profile_path or Path(cfg.profile)
     prof = load_profile(path)
-    return ProfileService(get_variant(prof, cfg.variant, path), cfg.speed, rng)
+    variant = get_variant(prof, cfg.variant, path)
+    if cfg.serving is not None:  # the model's forward fit, the serving stack's overheads
+        from simulator.serving_profile import load_serving_profile
+        from simulator.stack_service import stack_service
+
+        stack = load_serving_profile(serving_path or Path(cfg.serving))
+        return stack_service(variant, stack, cfg.variant, cfg.speed, rng)
+    return ProfileService(variant, cfg.speed, rng)

@@ -52,6 +52,9 @@ def provenance(spec: Spec, extra: dict[str, Any] | None = None) -> dict[str, Any
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "reps_per_cell": spec.reps,
         "warmup_per_size": spec.warmup,
+        **({"gpu_model": torch.cuda.get_device_name(0), "cuda_version": torch.version.cuda,
+            "timing": "CUDA events around each call, after torch.cuda.synchronize()"}
+           if spec.device == "cuda" else {}),
         **(extra or {}),
     }
 
@@ -60,7 +63,10 @@ def make_profile(name: str, spec: Spec, m: Measured,
                  overheads: dict[str, tuple[float, float]] | None = None,
                  prov: dict[str, Any] | None = None,
                  serving_residuals: dict[str, list[float]] | None = None) -> dict[str, Any]:
-    """Profile dict (validated against simulator.profiles.Profile before it is returned)."""
+    """Profile dict (validated against simulator.profiles.Profile before it is returned).
+    ``model``: the built-in DLRM's preset, config, per-variant architecture and identity; for
+    an own model (``m.own``) its identity (factory or .pt2 file with SHA-256, parameters,
+    bytes), the variants derived (how) and skipped (why)."""
     variants: dict[str, Any] = {}
     for v, cells in m.samples_ms.items():
         stats = [summarize(c) for c in cells]
@@ -97,12 +103,23 @@ def make_profile(name: str, spec: Spec, m: Measured,
         "source": "measured",
         "device": device,
         "provenance": p,
-        "model": {"preset": spec.model.name, "config": spec.model.to_dict(),
-                  "variants": m.config},
+        "model": _model_info(spec, m),
         "variants": variants,
     }
     Profile.model_validate(prof)
     return prof
+
+
+def _model_info(spec: Spec, m: Measured) -> dict[str, Any]:
+    if m.own:
+        return {"kind": "own", **m.own}
+    from simulator.calibration.model import param_count
+
+    assert spec.model is not None
+    return {"preset": spec.model.name, "config": spec.model.to_dict(), "variants": m.config,
+            "kind": "builtin-dlrm",
+            "factory": f"simulator.calibration.model:build_dlrm_{spec.model.name}",
+            "parameters": param_count(spec.model)["total"]}
 
 
 def write_profile(prof: dict[str, Any], path: str | Path) -> Path:

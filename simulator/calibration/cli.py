@@ -25,6 +25,24 @@ def _ints(s: str) -> list[int]:
     return out
 
 
+class ModelError(click.ClickException):
+    """An own model (``--model``/``--variant-factory``) cannot be used: one line, exit 2."""
+
+    exit_code = 2
+
+
+def _variant_refs(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, ref = item.partition("=")
+        if not sep or not name.strip() or not ref.strip():
+            raise ModelError(f"--variant-factory {item}: expected NAME=module:function")
+        if name.strip() in out:
+            raise ModelError(f"--variant-factory: variant '{name.strip()}' given twice")
+        out[name.strip()] = ref.strip()
+    return out
+
+
 def require_torch() -> Any:
     """torch, or a one-line error saying how to install the calibration extra."""
     try:
@@ -44,7 +62,16 @@ def _progress() -> Any:
 
 
 @click.command("calibrate")
-@click.option("--variants", default="fp32,bf16,int8,int8_emb,pruned,distilled", show_default=True)
+@click.option("--variants", default=None,
+              help="[default: fp32,bf16,int8,int8_emb,pruned,distilled; with --model: every "
+                   "variant that applies plus the --variant-factory ones]")
+@click.option("--model", "model_ref", default=None, metavar="REF",
+              help="calibrate your own model: module:function, path/to/file.py:function (the "
+                   "factory returns (module, sample[, labels]) or a ModelSpec) or a "
+                   "torch.export .pt2 file with a dynamic batch dim; see docs/calibration.md")
+@click.option("--variant-factory", "variant_factories", multiple=True, metavar="NAME=REF",
+              help="a variant of your own (e.g. a distilled student): a factory returning a "
+                   "Module that takes the same inputs; repeatable")
 @click.option("--batch-sizes", default=None, help=f"items per batch [default: {DEFAULT_SIZES}]")
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads")
 @click.option("--quick", is_flag=True, help="3 sizes, 10 reps, 1 process: < 30 s (tests)")
@@ -60,10 +87,12 @@ def _progress() -> Any:
 @click.option("--serve-wait-ms", default=2.0, show_default=True, help="max wait in that run, ms")
 @click.option("--name", default=None, help="profile name [default: file stem]")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
-def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool, preset: str,
+def calibrate(variants: str | None, model_ref: str | None, variant_factories: tuple[str, ...],
+              batch_sizes: str | None, threads: int, quick: bool, preset: str,
               device: str, reps: int, processes: int, serving_s: float, serve_batch: int,
               serve_wait_ms: float, name: str | None, out: str) -> None:
-    """Measure the model variants and write a latency profile (JSON)."""
+    """Measure the model variants and write a latency profile (JSON): the built-in DLRM, or
+    your own model with --model."""
     import numpy as np
 
     torch = require_torch()
@@ -75,15 +104,54 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
     from simulator.calibration.serving import calibrate_overheads
     from simulator.calibration.variants import VARIANTS
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
-    bad = [v for v in names if v not in VARIANTS]
-    if bad:
-        raise click.BadParameter(f"unknown variant(s) {bad}; allowed: {', '.join(VARIANTS)}")
+    refs = _variant_refs(variant_factories)
+    if refs and not model_ref:
+        raise ModelError("--variant-factory needs --model (the variants of your own model)")
+    names: list[str] | None = [v.strip() for v in (variants or "").split(",") if v.strip()]
+    if not model_ref:
+        names = names or list(VARIANTS)
+        bad = [v for v in names if v not in VARIANTS]
+        if bad:
+            raise click.BadParameter(f"unknown variant(s) {bad}; allowed: {', '.join(VARIANTS)}")
+    elif not names:
+        names = None  # every variant that applies, and the user's
+    else:  # fp32 first (the quality reference), then the requested and the user's
+        from simulator.calibration.own_model import AUTO_VARIANTS
+
+        bad = [v for v in names if v not in (*AUTO_VARIANTS, "distilled", *refs)]
+        if bad:
+            raise ModelError(f"--variants: unknown variant(s) {', '.join(bad)}; derived: "
+                             f"{', '.join(AUTO_VARIANTS)}; others come from --variant-factory "
+                             "NAME=module:function")
+        names = ["fp32", *(n for n in names if n != "fp32"), *(n for n in refs if n not in names)]
     if device == "cuda" and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device here (use roofline projection: "
-                               "peaksim profile project)")
+        raise ModelError("--device cuda: torch finds no CUDA device here (torch "
+                         f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+                         "measure on a machine with a GPU or project a CPU profile with "
+                         "peaksim profile project")
+    if model_ref:
+        from simulator.calibration.own_model import (
+            ModelSpecError,
+            load_model,
+            load_user_variant,
+        )
+
+        def absolute(ref: str) -> str:  # fresh processes resolve a file from any folder
+            target, _, func = ref.rpartition(":")
+            return (f"{Path(target).expanduser().resolve()}:{func}"
+                    if target.endswith(".py") else ref)
+
+        model_ref = absolute(model_ref)
+        refs = {k: absolute(r) for k, r in refs.items()}
+        try:  # refuse a broken factory here, in one line, before any measuring
+            load_model(model_ref)
+            for vname, vref in refs.items():
+                load_user_variant(vname, vref)
+        except ModelSpecError as exc:
+            raise ModelError(str(exc)) from None
     q = QUICK if quick else {}
-    spec = Spec(model=get_preset(preset), variants=names,
+    spec = Spec(model=None if model_ref else get_preset(preset), variants=names,
+                model_ref=model_ref, variant_refs=refs,
                 batch_sizes=_ints(batch_sizes or str(q.get("batch_sizes", DEFAULT_SIZES))),
                 reps=int(q.get("reps", reps)), rounds=int(q.get("rounds", 4)), threads=threads,
                 device=device, train_steps=int(q.get("train_steps", 300)),
@@ -100,7 +168,7 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
         measured = run_pooled(spec, procs, progress)
         overheads: dict[str, tuple[float, float]] = {}
         serving_resid: dict[str, list[float]] = {}
-        if serving_s > 0 and device == "cpu":
+        if serving_s > 0 and device == "cpu" and not model_ref:
             progress("building variants for the serving run", 0, 1)
             _, models = build_all(spec)
             for i, v in enumerate(names):
@@ -116,6 +184,13 @@ def calibrate(variants: str, batch_sizes: str | None, threads: int, quick: bool,
     prov = provenance(spec, {"processes": procs, "serving_overheads": {
         "seconds_per_variant": serving_s, "max_batch": serve_batch, "max_wait_ms": serve_wait_ms,
         "loads": "3% and 45% of full-batch capacity (batches of ~1-3 and ~15-25), pooled"}})
+    if model_ref:
+        prov["serving_overheads"] = ("not measured for an own model (PeakSim's serving harness "
+                                     "serves the built-in DLRM only): overheads are 0")
+        for vname, how in measured.own.get("derived", {}).items():
+            click.echo(f"variant {vname}: {how}")
+        for vname, why in measured.own.get("skipped", {}).items():
+            click.echo(f"variant {vname} skipped: {why}")
     prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid)
     write_profile(prof, out)
     click.echo(f"wrote {out}")
@@ -228,11 +303,44 @@ def project(file: str, gpu: str, out: str) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--check", is_flag=True, help="exit 1 unless p50 within 10%% and p99 within 20%% "
               "at the two lowest loads")
+@click.option("--request-log", type=click.Path(dir_okay=False), default=None,
+              help="instead of serving here: replay this request log's arrivals through "
+                   "PeakSim and compare with its latencies per load level (no torch)")
+@click.option("--serving", type=click.Path(dir_okay=False), default=None,
+              help="with --request-log: serving-stack profile (peaksim calibrate-serving); "
+                   "default: the model profile's own overheads")
+@click.option("--timer-slack-ms", type=float, default=None,
+              help="with --request-log: batcher timer overshoot, ms [default: the stack's "
+                   "timer_overshoot_ms, else 0]")
+@click.option("--time-unit", type=click.Choice(["s", "ms", "us"]), default=None,
+              help="with --request-log: unit of time columns named without a suffix")
+@click.option("--warmup-s", default=1.0, show_default=True,
+              help="with --request-log: leave out each level's first S seconds")
+@click.option("--gap-s", default=1.0, show_default=True,
+              help="with --request-log and no 'load' column: a gap this long between "
+                   "arrivals starts a new load level")
+@click.option("--sim-reps", default=5, show_default=True,
+              help="with --request-log: simulations per level (seeds), latencies pooled")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="with --request-log: write the comparison figure (PNG); an --out ending "
+                   "in .png does the same")
 def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wait_ms: float,
                          loads: str, duration: float, replicates: int, out: str | None,
                          sim_duration: float, recalibrate_s: float, seed: int,
-                         check: bool) -> None:
-    """Serve the real model under Poisson load and compare latency with PeakSim's prediction."""
+                         check: bool, request_log: str | None = None,
+                         serving: str | None = None, timer_slack_ms: float | None = None,
+                         time_unit: str | None = None, warmup_s: float = 1.0,
+                         gap_s: float = 1.0, sim_reps: int = 5,
+                         plot_path: str | None = None) -> None:
+    """Serve the real model under Poisson load and compare latency with PeakSim's prediction
+    (or, with --request-log, compare a real server's logged latencies with PeakSim's)."""
+    if request_log is not None:
+        from simulator.serving_cli import validate_request_log
+
+        validate_request_log(request_log, profile_path, variant, serving, max_batch,
+                             max_wait_ms, timer_slack_ms, time_unit, warmup_s, gap_s,
+                             sim_reps, seed, out, plot_path, check)
+        return
     require_torch()
     from rich.console import Console
     from rich.table import Table

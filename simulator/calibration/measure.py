@@ -30,8 +30,8 @@ Progress = Callable[[str, int, int], None]  # (description, done, total)
 class Spec:
     """What to measure. Times in ms, sizes in items."""
 
-    model: ModelConfig
-    variants: list[str]
+    model: ModelConfig | None  # the built-in DLRM's config; None for an own model
+    variants: list[str] | None  # None (own model): every variant that applies
     batch_sizes: list[int]
     reps: int = 100
     warmup: int = 5
@@ -41,6 +41,8 @@ class Spec:
     train_steps: int = 300
     eval_samples: int = 20_000
     quality: bool = True
+    model_ref: str | None = None  # own model: factory reference or .pt2 file (own_model.py)
+    variant_refs: dict[str, str] = field(default_factory=dict)  # user-given variants
 
 
 @dataclass
@@ -53,11 +55,31 @@ class Measured:
     first_call_ms: dict[str, list[float]] = field(default_factory=dict)
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     config: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> arch config
+    own: dict[str, Any] = field(default_factory=dict)  # own model: identity, derived, skipped
 
 
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def timed_call(model: Callable[..., Any], args: tuple[torch.Tensor, ...], device: str) -> float:
+    """One forward pass's time (ms). CPU: wall clock around the call. CUDA: after a synchronize
+    (the stream is empty), events are recorded on the current stream before and after the call
+    and the end event is waited for; ``elapsed_time`` is the time between them on the device
+    (ms), launch gaps included."""
+    if device == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        model(*args)
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter_ns()
+    model(*args)
+    return (time.perf_counter_ns() - t0) / 1e6
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -94,20 +116,23 @@ def quality(models: dict[str, torch.nn.Module], cfg: ModelConfig, samples: int,
     return out
 
 
-def load_stats(model: torch.nn.Module, cfg: ModelConfig,
-               device: str = "cpu") -> tuple[int, float, float]:
-    """(serialized bytes, load time s = deserialize + warm-up, first call ms at batch 1)."""
+def load_stats(model: torch.nn.Module, cfg: ModelConfig | None, device: str = "cpu",
+               example: tuple[torch.Tensor, ...] | None = None) -> tuple[int, float, float]:
+    """(serialized bytes, load time s = deserialize + warm-up, first call ms at batch 1).
+    ``example``: the batch-1 inputs (default: the DLRM's for ``cfg``)."""
     data = serialize(model.cpu() if device == "cpu" else model)
-    dense, idx, off = (t.to(device) for t in make_inputs(cfg, 1, seed=5))
+    if example is None:
+        assert cfg is not None
+        example = tuple(t.to(device) for t in make_inputs(cfg, 1, seed=5))
     t0 = time.perf_counter()
     m = deserialize(data).to(device)
     with torch.inference_mode():
         t1 = time.perf_counter()
-        m(dense, idx, off)
+        m(*example)
         _sync(device)
         t2 = time.perf_counter()
         for _ in range(3):
-            m(dense, idx, off)
+            m(*example)
         _sync(device)
     t3 = time.perf_counter()
     return len(data), t3 - t0, (t2 - t1) * 1e3
@@ -123,10 +148,15 @@ def build_all(spec: Spec) -> tuple[DLRM, dict[str, torch.nn.Module]]:
 
 
 def time_cells(models: dict[str, torch.nn.Module], spec: Spec,
-               progress: Progress | None = None) -> dict[str, list[np.ndarray]]:
-    """Timed forward passes (ms) per variant and batch size, interleaved in rounds."""
-    inputs = {b: tuple(t.to(spec.device) for t in make_inputs(spec.model, b, seed=1000 + b))
-              for b in spec.batch_sizes}
+               progress: Progress | None = None,
+               inputs: dict[int, tuple[torch.Tensor, ...]] | None = None,
+               ) -> dict[str, list[np.ndarray]]:
+    """Timed forward passes (ms) per variant and batch size, interleaved in rounds.
+    ``inputs``: batch size -> forward inputs (default: the DLRM's for ``spec.model``)."""
+    if inputs is None:
+        assert spec.model is not None
+        inputs = {b: tuple(t.to(spec.device) for t in make_inputs(spec.model, b, seed=1000 + b))
+                  for b in spec.batch_sizes}
     samples: dict[str, list[list[float]]] = {v: [[] for _ in spec.batch_sizes] for v in models}
     per_round = [spec.reps // spec.rounds + (r < spec.reps % spec.rounds)
                  for r in range(spec.rounds)]
@@ -137,22 +167,24 @@ def time_cells(models: dict[str, torch.nn.Module], spec: Spec,
                 for j, b in enumerate(spec.batch_sizes):
                     if progress:
                         progress(f"round {r + 1}/{spec.rounds} {v} batch {b}", done, total)
-                    dense, idx, off = inputs[b]
+                    args = inputs[b]
                     for _ in range(spec.warmup if r == 0 else 1):
-                        m(dense, idx, off)
+                        m(*args)
                     _sync(spec.device)
                     cell = samples[v][j]
                     for _ in range(n):
-                        t0 = time.perf_counter_ns()
-                        m(dense, idx, off)
-                        _sync(spec.device)
-                        cell.append((time.perf_counter_ns() - t0) / 1e6)
+                        cell.append(timed_call(m, args, spec.device))
                     done += 1
     return {v: [np.asarray(c) for c in cells] for v, cells in samples.items()}
 
 
 def measure(spec: Spec, progress: Progress | None = None) -> Measured:
-    """Build the model and variants in this process and measure everything."""
+    """Build the model and variants in this process and measure everything (an own model,
+    ``spec.model_ref``, is measured by ``own_model.measure_own``)."""
+    if spec.model_ref is not None:
+        from simulator.calibration.own_model import measure_own
+
+        return measure_own(spec, progress)  # type: ignore[no-any-return]
     torch.set_num_threads(spec.threads)
     if progress:
         progress("building model and variants", 0, 1)

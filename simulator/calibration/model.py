@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,3 +194,36 @@ def param_count(cfg: ModelConfig) -> dict[str, int]:
     dims_t = [cfg.emb_dim + cfg.num_interactions, *cfg.top_mlp, 1]
     lin = sum(a * b + b for d in (dims_b, dims_t) for a, b in pairwise(d))
     return {"embedding": emb, "mlp": lin, "total": emb + lin}
+
+
+def dlrm_spec(cfg: ModelConfig) -> Any:
+    """The built-in DLRM as an own-model factory result (``own_model.ModelSpec``): the seeded
+    teacher, its input sampler and labels ~ Bernoulli(teacher probability), seeded."""
+    from simulator.calibration.own_model import ModelSpec
+
+    model = build_model(cfg)
+
+    def sample(batch_items: int, seed: int) -> tuple[torch.Tensor, ...]:
+        return make_inputs(cfg, batch_items, seed)
+
+    def labels(batch_items: int, seed: int) -> torch.Tensor:
+        with torch.inference_mode():
+            p = model(*make_inputs(cfg, batch_items, seed))
+        gen = torch.Generator().manual_seed(seed + 4242)
+        return (torch.rand(batch_items, generator=gen) < p).float()
+
+    return ModelSpec(model, sample, labels, f"dlrm-{cfg.name}")
+
+
+def build_dlrm_production() -> Any:
+    """Factory of the built-in production DLRM (``--model
+    simulator.calibration.model:build_dlrm_production``)."""
+    return dlrm_spec(PRESETS["production"])
+
+
+def build_dlrm_tiny() -> Any:
+    """Factory of the built-in tiny DLRM (tests)."""
+    return dlrm_spec(PRESETS["tiny"])
+
+
+build_dlrm = build_dlrm_production

@@ -163,25 +163,9 @@ def serving_overheads(runs: list[ServingResult], fitted_ms: Callable[[np.ndarray
     sel = [r.batch_start >= r.warmup_s for r in runs]
     ks = np.concatenate([r.batch_items[m] for r, m in zip(runs, sel, strict=True)])
     times = np.concatenate([r.batch_ms[m] for r, m in zip(runs, sel, strict=True)])
-    xs, ys, ws = [], [], []
-    for k in np.unique(ks):
-        t = times[ks == k]
-        if len(t) >= min_count:
-            xs.append(float(k))
-            ys.append(float(np.median(t)) - float(fitted_ms(np.array(float(k)))))
-            ws.append(float(len(t)))
-    if not xs:
-        return 0.0, 0.0
-    x, y, w = np.array(xs), np.array(ys), np.sqrt(np.array(ws))
-    if len(x) == 1:
-        return max(0.0, y[0]), 0.0
-    A = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
-    (a, b), *_ = np.linalg.lstsq(A, y * w, rcond=None)
-    if b < 0:
-        a, b = float(np.average(y, weights=w**2)), 0.0
-    if a < 0:
-        a, b = 0.0, max(0.0, float(np.sum(x * y * w**2) / np.sum(x * x * w**2)))
-    return max(0.0, float(a)), max(0.0, float(b))
+    from simulator.serving_logs import overhead_fit  # the same fit, torch-free, for logs
+
+    return overhead_fit(ks, times, fitted_ms, min_count)
 
 
 MAX_GENERATOR_QPS = 20_000.0  # a Python load-generator thread cannot offer much more

@@ -93,7 +93,8 @@ def fallback_services(sc: Scenario, pools: list[Pool], seed_stream: Any) -> list
         vcfg = cfg.model_copy(update={"variant": deg.fallback_variant})
         try:
             out.append(build_service(vcfg, seed_stream(f"fallback:{p.name}"),
-                                     sc.resolve_path(cfg.profile)))
+                                     sc.resolve_path(cfg.profile),
+                                     sc.resolve_path(cfg.serving) if cfg.serving else None))
         except ValueError as exc:
             raise ScenarioError(f"{sc.source}: field 'policy.degradation."
                                 f"fallback_variant': {exc}") from None

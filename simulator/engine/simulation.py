@@ -71,7 +71,8 @@ class Simulation:
         for i, pc in enumerate(sc.cluster.pools):
             svc_cfg = sc.pool_service(pc)
             path = sc.resolve_path(svc_cfg.profile) if svc_cfg.profile else None
-            svc = build_service(svc_cfg, stream(self.seed, f"service:{pc.name}"), path)
+            svc = build_service(svc_cfg, stream(self.seed, f"service:{pc.name}"), path,
+                                sc.resolve_path(svc_cfg.serving) if svc_cfg.serving else None)
             self.pools.append(Pool(i, pc, svc, range(nid, nid + pc.hi)))
             nid += pc.hi
         pool_of = np.concatenate([np.full(len(p.slots), p.index, dtype=np.int32)
