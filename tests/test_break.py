@@ -206,6 +206,26 @@ _TEXT = st.one_of(
     st.text(max_size=12))
 
 
+#: hostile values per option (plus any text): what users mistype
+_BY_OPTION = {
+    "--replications": ["-3", "0", "1", "abc", "1e9", "2.5"],
+    "--min-replications": ["-1", "0", "1", "x"], "--max-replications": ["-1", "0", "1", "x"],
+    "--rel-precision": ["0", "-0.1", "nan", "inf", "x"], "--cap": ["0", "-5", "x"],
+    "--seed": ["-1", "x", "1e3", "99999999999999999999999"],
+    "--metric": ["foo", "wait_exceeds:", "wait_exceeds:abc", "p99", "classes.x.sla"],
+    "--objective": ["nope", "p99", "cost_usd", "classes.nope.sla.violation_rate"],
+    "--constraint": ["violation<=0.1", "p99<=100", "nope<=1", "cost>=x", "p99_ms", "<=1"],
+    "--variant": ["a:cluster.pools.gpu.nodes=9", "a:cluster.pools.gpu.nodes=-1", ":x=1",
+                  "c:nope.field=1", "d:cluster.pools.gpu.nodes", "e"],
+    "--baseline": ["zzz", "a", ""], "--warmup": ["-5", "nan", "mser5:nope", "abc"],
+    "--grid": ["cluster.pools.gpu.nodes=2,x", "cluster.pools.gpu.nodes=", "nope=1,2", "x"],
+    "--vary": ["cluster.pools.gpu.nodes:3..2", "cluster.pools.gpu.nodes:1..",
+               "nope:1..2", "sla.slo_ms=1,x", "x"],
+    "--method": ["x", "search", "exhaustive"], "--records": ["x", "sample:2", "sample:0"],
+    "--set": ["sla.slo_ms=-1", "nope.field=1", "cluster.pools.gpu.nodes=0", "=", "x"],
+}
+
+
 @st.composite
 def cli_args(draw: st.DrawFn) -> list[str]:
     cmd = draw(st.sampled_from(["compare", "sweep", "plan", "validate", "run"]))
@@ -218,13 +238,21 @@ def cli_args(draw: st.DrawFn) -> list[str]:
         "validate": ["--set"],
         "run": ["--set", "--seed", "--records"],
     }[cmd]
-    args = [cmd]
-    for _ in range(draw(st.integers(0, 4))):
-        args += [draw(st.sampled_from(opts)), draw(_TEXT)]
+    # a runnable core, so that the fuzzed options reach the code after the first run
+    base = {"compare": ["--variant", "a:cluster.pools.gpu.nodes=2", "--variant",
+                        "b:cluster.pools.gpu.nodes=3", "--replications", "2"],
+            "plan": ["--vary", "cluster.pools.gpu.nodes:2..3", "--min-replications", "2",
+                     "--max-replications", "2", "--constraint", "p99_ms<=1e9"]}.get(cmd, [])
+    args = [cmd, *(base if draw(st.booleans()) else [])]
+    for _ in range(draw(st.integers(0, 3))):
+        opt = draw(st.sampled_from(opts))
+        args += [opt, draw(st.one_of(st.sampled_from(_BY_OPTION.get(opt, ["x"])), _TEXT))]
+    if cmd in ("run", "compare", "sweep", "plan") and draw(st.booleans()):
+        args += ["--out", draw(st.sampled_from(["m[/x]", "[bold]o", "a b", "../up", "o"]))]
     return args
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(args=cli_args())
 def test_fuzzed_cli_options_never_end_in_a_traceback(args: list[str], tmp_path: Path) -> None:
@@ -234,13 +262,25 @@ def test_fuzzed_cli_options_never_end_in_a_traceback(args: list[str], tmp_path: 
                                               warmup_s=0)))
     cmd, rest = args[0], args[1:]
     extra = ["--workers", "1"] if cmd in ("compare", "sweep", "plan") else []
-    if cmd != "validate":
-        extra += ["--out", str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")]
+    n = len(list(tmp_path.iterdir()))
+    if "--out" in rest:  # an odd name, inside this test's folder
+        i = rest.index("--out")
+        rest = [*rest[:i], "--out", str(tmp_path / f"d{n}" / rest[i + 1]), *rest[i + 2:]]
+    elif cmd != "validate":
+        extra += ["--out", str(tmp_path / f"out{n}")]
     r = CliRunner().invoke(main, [cmd, str(src), *rest, *extra])
     assert r.exception is None or isinstance(r.exception, SystemExit), (
         args, r.output, repr(r.exception))
     assert r.exit_code in (0, 1, 2), (args, r.output)
     assert "Traceback" not in r.output
+    # a count below its minimum is refused, never run as zero runs
+    last = {rest[i]: rest[i + 1] for i in range(0, len(rest) - 1) if rest[i].startswith("--")}
+    lowest = {"--replications": 2 if cmd == "compare" else 1, "--min-replications": 2,
+              "--max-replications": 2, "--cap": 1}
+    for opt, lo in lowest.items():
+        v = last.get(opt, "")
+        if v.lstrip("-").isdigit() and int(v) < lo:
+            assert r.exit_code == 2, (args, r.output)
 
 
 # ----------------------------------------------------------------------------- field fuzz
@@ -278,9 +318,9 @@ _VALUES = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sets=st.lists(st.tuples(st.sampled_from(_FIELDS), _VALUES), min_size=1, max_size=3))
 def test_fuzzed_fields_validate_and_run_agree(sets: list[tuple[str, str]]) -> None:
-    """Whatever the values: no traceback; what ``validate`` accepts ``run`` runs (runs
-    estimated above 2 s are not run here; the estimate itself is checked by preflight)."""
-    from simulator.preflight import estimate
+    """Whatever the values: no traceback; what ``validate`` accepts ``run`` runs, and a run
+    validate estimates at under 2 s finishes (in 30 s at most; longer ones are not run
+    here)."""
     from simulator.scenario import ScenarioError, parse_value
 
     raw = mmc_dict(c=2, lam=4.0, mean_ms=100.0, duration_s=20, warmup_s=0)
@@ -301,9 +341,46 @@ def test_fuzzed_fields_validate_and_run_agree(sets: list[tuple[str, str]]) -> No
                                 base_dir=src_dir)
     except ScenarioError as exc:  # --set parses values the same way
         raise AssertionError(f"validate accepted {sets} but loading refuses: {exc}") from None
-    if estimate(sc).run_s > 2.0:
+    from simulator.preflight import estimate  # validate's own estimate of the run
+
+    est = estimate(sc)
+    if est.run_s > 2.0:
         event("accepted, not run: estimated > 2 s")
         return
     event("accepted and run")
-    res = run(sc, records="none")
+    import signal as _signal
+
+    def _late(*_: object) -> None:
+        raise AssertionError(f"{sets}: estimated {est.summary()}, still running after 30 s")
+
+    old = _signal.signal(_signal.SIGALRM, _late)
+    _signal.setitimer(_signal.ITIMER_REAL, 30.0)
+    try:
+        res = run(sc, records="none")
+    finally:
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, old)
     assert res.summary["requests"]["arrived"] >= 0
+
+
+def test_a_batch_left_hanging_on_a_failed_node_is_caught() -> None:
+    """Conservation alone counts a request whose node failed mid-batch as 'in flight' if it
+    is neither requeued nor lost: ``check_in_service_at_end`` catches it."""
+    from simulator.testing.invariants import InvariantError, check_in_service_at_end, node_lives
+
+    raw = mmc_dict(c=3, lam=6.0, mean_ms=200.0, duration_s=120, warmup_s=0)
+    raw["simulation"]["records"] = "all"
+    raw["cluster"]["pools"][0]["failures"] = {"mtbf_h": 0.01, "repair": {
+        "distribution": "exponential", "mean_s": 2.0, "cv": 1.0}}
+    res = run(scenario_from_dict(raw), seed=3)
+    check_in_service_at_end(res)  # the genuine run is clean
+    lives = node_lives(res.extras["events"])
+    failed = lives[lives["state"] == "failed"].iloc[0]
+    rec = res.records
+    done = rec[(rec["outcome"] == "completed") & (rec["pool"] == failed["pool"])
+               & (rec["node"] == failed["node"]) & (rec["start_s"] < failed["t0_s"])]
+    i = done.index[-1]
+    rec.loc[i, "outcome"] = "in_flight"  # its node failed and it was never requeued
+    rec.loc[i, "finish_s"] = float("nan")
+    with pytest.raises(InvariantError, match="neither requeued nor lost"):
+        check_in_service_at_end(res)

@@ -47,6 +47,7 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     check_fleet_bounds(result)
     check_billing(result)
     check_sla(result)
+    check_in_service_at_end(result)
 
 
 ENDINGS = ("completed", "dropped", "timed_out", "shed_by_cap", "in_flight")
@@ -238,6 +239,35 @@ def node_lives(events: pd.DataFrame) -> pd.DataFrame:
     for (pool, node), (st0, t0) in last.items():
         rows.append((pool, node, st0, t0, np.inf))
     return pd.DataFrame(rows, columns=["pool", "node", "state", "t0_s", "t1_s"])
+
+
+def check_in_service_at_end(result: Any) -> None:
+    """A request still in service when the run ends sits on a node slot that has been up
+    (ready or draining) since its batch started: a batch whose node was preempted, failed or
+    removed must have been requeued or lost, never left hanging as 'in flight' (which
+    conservation alone cannot tell from a request still being served)."""
+    rec = result.records
+    events = result.extras.get("events")
+    if rec is None or events is None or events.empty:
+        return
+    hanging = rec[(rec["outcome"] == "in_flight") & rec["start_s"].notna()]
+    if hanging.empty:
+        return
+    lives = node_lives(events)
+    by_slot = {k: g for k, g in lives.groupby(["pool", "node"], sort=False)}
+    for (pool, node), g in hanging.groupby(["pool", "node"], sort=False):
+        slot = by_slot.get((str(pool), int(node)))
+        if slot is None:
+            continue  # a slot the event log does not name (static fleet)
+        t = float(g["start_s"].min())
+        later = slot[slot["t1_s"] > t]
+        bad = later[~later["state"].isin(("ready", "draining"))]
+        if not bad.empty:
+            r = bad.iloc[0]
+            raise InvariantError(
+                f"{len(g)} request(s) in service at the end on {pool} node {node} since "
+                f"{t:.6g} s, but that slot went {r['state']} at {r['t0_s']:.6g} s: a batch "
+                "on a node that went away was neither requeued nor lost")
 
 
 def _requeue_possible(events: pd.DataFrame) -> bool:
