@@ -67,6 +67,11 @@ plugin_option = click.option(
     help="Import a module that registers policies (dotted name or .py file; repeatable). It "
          "joins the scenario's policy.plugins, so every worker imports it too.")
 
+strict_option = click.option(
+    "--strict", is_flag=True,
+    help="Refuse (exit 2) instead of warning when a profile is stretched: batches more than "
+         "twice its largest measured size, or a test profile (calibrate --quick).")
+
 
 def load_with_plugins(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]) -> Any:
     """The scenario with ``--set`` overrides and ``--plugin`` modules in policy.plugins."""
@@ -109,9 +114,10 @@ def print_warnings(sc: Any) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace the results of another run in --out (PeakSim's files only).")
 @plugin_option
+@strict_option
 def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str, ...],
             records: str | None, quiet: bool, overwrite: bool,
-            plugins: tuple[str, ...]) -> None:
+            plugins: tuple[str, ...], strict: bool = False) -> None:
     """Run one simulation of SCENARIO (a TOML file) and write its results.
 
     --out must be empty, or hold a finished run of the same command (replaced), or
@@ -129,6 +135,10 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
         raw = sc.model_dump()
         apply_override(raw, "simulation.records", records)
         sc = scenario_from_dict(raw, str(scenario), base_dir=scenario.parent)
+    if strict:
+        from simulator.profile_guards import strict_check
+
+        strict_check(sc)
     print_warnings(sc)
     out_dir = out or default_out_dir(sc.name)
     command = {"source": str(scenario), "overrides": list(sets), "seed": seed,
@@ -145,8 +155,9 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
     if not quiet:
         console.print(format_summary(res.summary))
     cap_warning = res.summary["overload"].get("cap_warning")
-    if cap_warning:  # the memory cap shed requests: the run says so, --quiet or not
-        err_console.print(Text.assemble(("warning: ", "bold yellow"), cap_warning),
+    formed = (res.summary.get("profile_guards") or {}).get("formed_note")
+    for w in filter(None, [cap_warning, formed]):  # the run says so, --quiet or not
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), w),
                           highlight=False, soft_wrap=True)
     console.print(f"results: {out_dir}", markup=False, highlight=False)
 
@@ -155,12 +166,18 @@ def run_cmd(scenario: Path, out: Path | None, seed: int | None, sets: tuple[str,
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @_set_option
 @plugin_option
-def validate_cmd(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...]) -> None:
+@strict_option
+def validate_cmd(scenario: Path, sets: tuple[str, ...], plugins: tuple[str, ...],
+                 strict: bool = False) -> None:
     """Check SCENARIO without running it; print the fully resolved scenario (warnings, such
     as a peak inside the warm-up, go to stderr)."""
     import json
 
     sc = load_with_plugins(scenario, sets, plugins)
+    if strict:
+        from simulator.profile_guards import strict_check
+
+        strict_check(sc)
     console.print_json(json.dumps(sc.model_dump(mode="json")))
     print_warnings(sc)
     console.print(Text.assemble(("ok", "green"), f": {scenario}"), highlight=False)

@@ -182,6 +182,9 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
             raise
         raise click.UsageError(str(exc)) from None
     console.print(sweep_table(df, list(_grid(grid)), list(metrics)))
+    if "profile_guards.warnings" in df:  # profile guard rails, once each (issue 16)
+        _print_warnings(list(dict.fromkeys(
+            str(w) for ws in df["profile_guards.warnings"].dropna() for w in ws)))
     console.print(f"{len(df)} runs; results: {out_dir / 'sweep.parquet'} "
                   f"(one file per run under {out_dir / 'runs'})", markup=False,
                   highlight=False)

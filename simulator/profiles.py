@@ -130,6 +130,10 @@ class Profile(_Strict):
     schema_version: Literal[1]
     name: str
     source: Literal["measured", "projected", "placeholder"]
+    purpose: Literal["production", "test"] | None = Field(
+        default=None, description="what the profile is for: 'test' (peaksim calibrate --quick: "
+        "few sizes and repetitions; every run using it warns) or 'production'; absent in "
+        "older files (read as not a test profile)")
     device: DeviceInfo
     provenance: dict[str, object] = {}
     model: dict[str, object] = {}

@@ -426,7 +426,9 @@ def _check_files(sc: Scenario) -> None:
 def scenario_warnings(sc: Scenario, outside: bool = True) -> list[str]:
     """Advice on a valid scenario, one sentence each (plain text, no markup): a peak active
     during the warm-up (its arrivals are not counted), a peak that began before the run (the
-    run starts mid-peak), a peak entirely outside the run (it adds nothing).
+    run starts mid-peak), a peak entirely outside the run (it adds nothing), and the profile
+    guard rails (:func:`simulator.profile_guards.profile_guards`: batches more than twice the
+    largest measured size, a test profile).
 
     A peak is active from its ramp start to the end of ramp + hold + decay (an exponential
     decay counts for three time constants). Times are shown as clock times. ``outside``:
@@ -463,4 +465,8 @@ def scenario_warnings(sc: Scenario, outside: bool = True) -> list[str]:
             out.append(f"{head}: it began before the run ({clock(0)}), which starts mid-peak "
                        "with idle nodes and empty queues: start the window earlier or take a "
                        "warm-up (simulation.warmup_s)")
+    from simulator.profile_guards import profile_guards
+
+    # guard rails on the profiles: batches past the measured range, test profiles
+    out += [g.message for g in profile_guards(sc)]
     return out

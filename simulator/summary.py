@@ -106,7 +106,20 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
                     for name, st, slo in zip(run.class_names, run.classes, run.slo_ms,
                                              strict=True)},
         "records": run.records_mode,
+        # guard rails: batches past a profile's measured range, test profiles (empty when no
+        # pool runs a profile)
+        "profile_guards": _profile_guards(run),
     }
+
+
+def _profile_guards(run: RunRecord) -> dict[str, Any]:
+    from simulator.profile_guards import formed_note, summary_section
+
+    sec = summary_section(run.scenario, int(run.max_items_seen) or None)
+    note = formed_note(sec) if sec else None
+    if note:
+        sec["formed_note"] = note
+    return sec
 
 
 def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[str, Any]:
@@ -226,6 +239,16 @@ def format_summary(s: dict[str, Any]) -> Any:
         from rich.text import Text
 
         t.add_row(Text("MEMORY CAP", style="bold yellow"), Text(s["overload"]["cap_warning"]))
+    guards = s.get("profile_guards") or {}
+    if guards.get("largest_formed_batch_items"):
+        top = min((m for e in guards["pools"].values()
+                   for m in e["measured_max_items"].values()), default=None)
+        t.add_row("largest batch formed / measured (items)",
+                  f"{guards['largest_formed_batch_items']:,} / {top:,}" if top else "n/a")
+    for w in [*guards.get("warnings", []), *filter(None, [guards.get("formed_note")])]:
+        from rich.text import Text
+
+        t.add_row(Text("PROFILE", style="bold yellow"), Text(w, justify="left"))
     return t
 
 

@@ -38,6 +38,7 @@ def quick_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_quick_calibrate_writes_valid_profile(quick_profile: Path) -> None:
     prof = load_profile(quick_profile)
     assert prof.source == "measured"
+    assert prof.purpose == "test"  # --quick: every run using it warns
     assert set(prof.variants) == {"fp32", "int8", "int8_emb", "pruned"}
     assert prof.provenance["torch_version"] == torch.__version__
     assert prof.provenance["threads"] == 1 and prof.provenance["cpu_model"]

@@ -62,11 +62,13 @@ def provenance(spec: Spec, extra: dict[str, Any] | None = None) -> dict[str, Any
 def make_profile(name: str, spec: Spec, m: Measured,
                  overheads: dict[str, tuple[float, float]] | None = None,
                  prov: dict[str, Any] | None = None,
-                 serving_residuals: dict[str, list[float]] | None = None) -> dict[str, Any]:
+                 serving_residuals: dict[str, list[float]] | None = None,
+                 purpose: str = "production") -> dict[str, Any]:
     """Profile dict (validated against simulator.profiles.Profile before it is returned).
     ``model``: the built-in DLRM's preset, config, per-variant architecture and identity; for
     an own model (``m.own``) its identity (factory or .pt2 file with SHA-256, parameters,
-    bytes), the variants derived (how) and skipped (why)."""
+    bytes), the variants derived (how) and skipped (why). ``purpose``: "test" for a
+    ``--quick`` profile (every run using it warns), else "production"."""
     variants: dict[str, Any] = {}
     for v, cells in m.samples_ms.items():
         stats = [summarize(c) for c in cells]
@@ -101,6 +103,7 @@ def make_profile(name: str, spec: Spec, m: Measured,
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "source": "measured",
+        "purpose": purpose,
         "device": device,
         "provenance": p,
         "model": _model_info(spec, m),

@@ -191,7 +191,8 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
             click.echo(f"variant {vname}: {how}")
         for vname, why in measured.own.get("skipped", {}).items():
             click.echo(f"variant {vname} skipped: {why}")
-    prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid)
+    prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid,
+                        purpose="test" if quick else "production")
     write_profile(prof, out)
     click.echo(f"wrote {out}")
 
@@ -205,32 +206,58 @@ def profile() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG plot")
 def show(file: str, plot: str | None) -> None:
-    """Table of variant x batch size: median, p99, fitted value and fit error (ms)."""
+    """Table of variant x batch size (items): median, p99, fitted forward time, fit error
+    (in-sample and held-out) and service time with serving overheads (ms)."""
     from rich.console import Console
     from rich.table import Table
 
-    from simulator.profiles import ProfileError, fitted_ms, load_profile
+    from simulator.calibration.fit import held_out_errors
+    from simulator.profiles import ProfileError, fitted_ms, load_profile, service_ms
 
     try:
         prof = load_profile(file)
     except ProfileError as exc:
         raise click.ClickException(str(exc)) from None
     con = Console()
-    con.print(f"[bold]{prof.name}[/] ({prof.source}) on {prof.device.name}")
+    purpose = prof.purpose or "not recorded (older file)"
+    con.print(f"[bold]{prof.name}[/] ({prof.source}) on {prof.device.name}; purpose: {purpose}",
+              highlight=False)
+    if prof.purpose == "test":
+        con.print("[yellow]a test profile (calibrate --quick): not for capacity decisions[/]")
+    con.print("fit error: in-sample = |fit - median| / median at each measured size; held-out "
+              "= leave-one-out: the fit refitted without that size, predicting it (interior "
+              "sizes only): what the fit does between measured sizes", highlight=False)
     for name, v in prof.variants.items():
         q = v.quality
-        con.print(f"[bold]{name}[/]: {v.fit.kind} fit, stated error {v.fit.max_rel_error:.1%}; "
+        sizes = [float(b) for b in v.batch_sizes]
+        med = v.latency_ms.median
+        fits = fitted_ms(v, sizes)
+        ins = [abs(f - m) / m for f, m in zip(fits, med, strict=True)]
+        held = held_out_errors(v.fit.kind, sizes, med)
+        held_max = max((h for h in held if h is not None), default=None)
+        held_txt = f"{held_max:.1%}" if held_max is not None else "n/a (under 3 sizes)"
+        con.print(f"[bold]{name}[/]: {v.fit.kind} fit; fit error in-sample {max(ins):.1%}, "
+                  f"held-out {held_txt} (stored in the profile: {v.fit.max_rel_error:.1%}); "
+                  f"measured {min(v.batch_sizes):,}-{max(v.batch_sizes):,} items; "
                   f"{v.model_bytes / 1e6:.1f} MB; load {v.load_time_s:.3f} s; first call "
-                  f"{v.first_call_ms:.2f} ms; serving +{v.overhead_ms_per_batch:.3f} ms/batch "
-                  f"+{v.overhead_ms_per_item * 1e3:.1f} us/item; AUC delta "
-                  f"{q.auc_delta if q.auc_delta is not None else 'n/a'}")
+                  f"{v.first_call_ms:.2f} ms; AUC delta "
+                  f"{q.auc_delta if q.auc_delta is not None else 'n/a'}", highlight=False)
+        ob, oi = v.overhead_ms_per_batch, v.overhead_ms_per_item
+        at = sorted({1, 16, max(v.batch_sizes)})
+        adds = ", ".join(f"+{ob + oi * n:.2f} ms at {n:,} item{'s' if n > 1 else ''} "
+                         f"({(ob + oi * n) / float(fitted_ms(v, n)):.0%} of the forward pass)"
+                         for n in at)
+        con.print(f"  serving overheads: +{ob:.3f} ms/batch +{oi:.4f} ms/item "
+                  f"({oi * 1e3:.1f} us/item) = {adds}", highlight=False)
         t = Table()
-        for col in ("batch", "median ms", "p99 ms", "fit ms", "fit error"):
+        for col in ("items", "median ms", "p99 ms", "fit ms", "in-sample err", "held-out err",
+                    "+ overheads ms"):
             t.add_column(col, justify="right")
-        fits = fitted_ms(v, [float(b) for b in v.batch_sizes])
-        for b, med, p99, f in zip(v.batch_sizes, v.latency_ms.median, v.latency_ms.p99, fits,
-                                  strict=True):
-            t.add_row(str(b), f"{med:.3f}", f"{p99:.3f}", f"{f:.3f}", f"{(f - med) / med:+.1%}")
+        served = service_ms(v, sizes)
+        for b, m, p99, f, e_in, e_ho, sv in zip(v.batch_sizes, med, v.latency_ms.p99, fits,
+                                                 ins, held, served, strict=True):
+            t.add_row(f"{b:,}", f"{m:.3f}", f"{p99:.3f}", f"{f:.3f}", f"{e_in:.1%}",
+                      f"{e_ho:.1%}" if e_ho is not None else "end", f"{sv:.3f}")
         con.print(t)
     if plot:
         _plot(prof, plot)
@@ -243,12 +270,18 @@ def _plot(prof: Any, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from simulator.profiles import service_ms
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, v in prof.variants.items():
-        line = ax.plot(v.fit.x, v.fit.y_ms, label=f"{name} ({v.fit.kind})")[0]
+        line = ax.plot(v.fit.x, v.fit.y_ms, label=f"{name} forward ({v.fit.kind})")[0]
         ax.scatter(v.batch_sizes, v.latency_ms.median, color=line.get_color(), s=12)
+        if v.overhead_ms_per_batch or v.overhead_ms_per_item:  # what the simulator draws
+            ax.plot(v.fit.x, service_ms(v, v.fit.x), "--", color=line.get_color(),
+                    label=f"{name} + serving overheads ({v.overhead_ms_per_batch:.3g} ms/batch "
+                          f"+ {v.overhead_ms_per_item:.3g} ms/item)")
     ax.set(xscale="log", yscale="log", xlabel="batch size (items)", ylabel="batch latency (ms)",
-           title=f"{prof.name} ({prof.source})")
+           title=f"{prof.name} ({prof.source}): solid forward pass, dashed service time")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

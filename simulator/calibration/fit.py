@@ -81,6 +81,26 @@ def loo_errors(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return err
 
 
+def held_out_errors(kind: str, batch_sizes: list[int] | list[float],
+                    medians: list[float]) -> list[float | None]:
+    """Leave-one-out relative error per measured point: the fit of the same ``kind`` refitted
+    through the medians without that point, |prediction - median| / median there. End points
+    are None (predicting them would be extrapolation, which no interior point measures).
+    Computed from a profile's stored medians, so it works for any profile."""
+    x = np.asarray(batch_sizes, dtype=float)
+    med = np.asarray(medians, dtype=float)
+    out: list[float | None] = [None] * len(x)
+    for i in range(1, len(x) - 1):
+        keep = np.arange(len(x)) != i
+        if kind == "affine":
+            a, b = fit_affine(x[keep], med[keep])
+            pred = a + b * x[i]
+        else:
+            pred = float(np.interp(x[i], x[keep], isotonic(med[keep])))
+        out[i] = float(abs(pred - med[i]) / med[i])
+    return out
+
+
 def fit_latency(batch_sizes: list[int], medians: list[float], affine_tol: float = 0.01) -> Fit:
     """Choose affine or piecewise-linear for one variant by per-point relative error."""
     x = np.asarray(batch_sizes, dtype=float)

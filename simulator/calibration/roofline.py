@@ -147,6 +147,8 @@ def project_profile(cpu: dict, gpu_key: str) -> dict:
         "schema_version": 1,
         "name": f"{gpu_key}-projected",
         "source": "projected",
+        # a projection of a test profile is a test profile too
+        **({"purpose": cpu["purpose"]} if cpu.get("purpose") else {}),
         "device": {"kind": "gpu", "name": gpu.name,
                    "peak_tflops": gpu.peak_tflops["fp32"],
                    "memory_bandwidth_gbs": gpu.bandwidth_gbs},

@@ -88,3 +88,4 @@ class RunRecord:
     events: pd.DataFrame
     records: pd.DataFrame | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    max_items_seen: int = 0  # the most items in one batch (when the service counts items)

@@ -53,6 +53,7 @@ class Server:
         self.started_s = [0.0] * n  # start of the batch in service, s
         self._wake: list[simpy.Event | None] = [None] * n  # a waiting node's event
         self.max_batch_seen = 0
+        self.max_items_seen = 0  # the most items in one batch (counted when a service needs them)
         # set by connect()
         self._take: Callable[[int], Batch | None] = _unconnected
         self._shows_busy = False
@@ -113,6 +114,8 @@ class Server:
                     items = k  # ignored by the service model
             else:
                 items = int(tab.size[batch - base].sum())
+            if items > self.max_items_seen and needs_items:
+                self.max_items_seen = items
             if fallback is not None and degrade is not None and degrade(j):
                 dt = fallback.sample(k, items)
                 tab.mark_degraded(batch)

@@ -268,4 +268,5 @@ class Simulation:
             max_batch_seen=self.server.max_batch_seen, batch_limit=self.batch_limit,
             quality_loss_per_degraded=deg.quality_loss_per_degraded(),
             records_mode=self.records_mode, queue=queue, timeseries=self.series.to_frame(),
-            pool_series=obs.pool_frame(), events=self.fleet.event_frame(), records=records)
+            pool_series=obs.pool_frame(), events=self.fleet.event_frame(), records=records,
+            max_items_seen=self.server.max_items_seen)
