@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 import tomllib
 import warnings as _warnings
@@ -27,6 +28,7 @@ from analysis import stats
 from simulator.executors import Executor, Override, Runner, RunTask
 from simulator.output import write_json, write_parquet
 from simulator.policies.registry import load_plugins, policy_modules
+from simulator.profile_guards import strict_check
 from simulator.provenance import command_line, format_override, provenance
 from simulator.run_cache import experiment_cache
 from simulator.scenario import (
@@ -364,7 +366,8 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
             min_requests_per_node: float = 200.0, executor: Executor | None = None,
             workers: int | None = None, dask: str | None = None, progress: bool = False,
             out_dir: Path | None = None, plugins: Sequence[str] = (),
-            keep_series: bool = True, overwrite: bool = False) -> CompareResult:
+            keep_series: bool = True, overwrite: bool = False,
+            strict: bool = False) -> CompareResult:
     """Run every variant R times with common random numbers and compare them to ``baseline``.
 
     ``variants``: ``["NAME:key=value,key=value", ...]``, ``{NAME: {key: value}}`` or None for
@@ -378,6 +381,8 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
     With ``out_dir`` every finished run is kept in ``out_dir/runs`` (keyed by content, see
     :mod:`simulator.run_cache`), so a stopped compare resumes; ``out_dir`` is checked and
     locked before any run (:func:`simulator.run_dir.claim_experiment`; ``overwrite``).
+    ``strict``: refuse, before any run, when a variant stretches a profile
+    (:func:`simulator.profile_guards.strict_check`).
     """
     if replications is not None and replications < 2:
         raise ValueError(f"replications = {replications}: need at least 2 for a confidence "
@@ -394,6 +399,9 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
             replications = replications or (None if rel_precision else 10)
         seed = base.seed if seed is None else seed
         common = as_overrides(overrides)
+        if strict:
+            for name, ov in vs.items():
+                strict_check(base.validate(common + ov), f"variant '{name}'")
         rows: list[dict[str, Any]] = []
         series: list[pd.DataFrame] = []
         warns: list[str] = []
@@ -503,7 +511,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
           extra_metrics: Sequence[str] = (), executor: Executor | None = None,
           workers: int | None = None, dask: str | None = None,
           progress: bool = False, plugins: Sequence[str] = (),
-          overwrite: bool = False) -> pd.DataFrame:
+          overwrite: bool = False, strict: bool = False) -> pd.DataFrame:
     """Cartesian ``grid`` x ``replications``: one row per run (parameters, ``point``,
     ``replication``, ``seed``, every summary field).
 
@@ -513,7 +521,9 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     an interrupted sweep resumes. ``out_dir`` is checked and locked before any run
     (:func:`simulator.run_dir.claim_experiment`; ``overwrite``). ``sweep.parquet`` holds
     all rows at the end. Replication r of every point shares one seed (common random numbers).
-    ``plugins``: modules that register policies (see :func:`load_base`).
+    ``plugins``: modules that register policies (see :func:`load_base`). ``strict``: refuse,
+    before any run, when a point stretches a profile
+    (:func:`simulator.profile_guards.strict_check`).
     """
     if replications < 1:
         raise ValueError(f"replications = {replications}: need at least 1")
@@ -522,6 +532,9 @@ def sweep(scenario: Scenario | Mapping[str, Any] | str | Path,
     common = as_overrides(overrides)
     points = grid_points(grid) if grid else [{}]
     scenarios = [base.validate(common + list(p.items())) for p in points]
+    if strict:
+        for p, sc in zip(points, scenarios, strict=True):
+            strict_check(sc, f"point {json.dumps(p, default=str)}" if p else "")
     bad = [m for m in extra_metrics if not m.startswith("wait_exceeds:")]
     if bad:
         raise ValueError(f"--metric {', '.join(bad)}: extra per-run metrics are "

@@ -40,6 +40,10 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
                      help="Import a module that registers policies (dotted name or .py file; "
                           "repeatable); every worker imports it too."),
+        click.option("--strict", is_flag=True,
+                     help="Refuse (exit 2) before any run, instead of warning, when a variant "
+                          "or point stretches a profile: batches more than twice its largest "
+                          "measured size, or a test profile (calibrate --quick)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -105,7 +109,7 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                 replications: int | None, rel_precision: float | None, max_replications: int,
                 warmup: str | None, seed: int | None, sets: tuple[str, ...],
                 workers: int | None, dask: str | None, out: Path | None, overwrite: bool,
-                plugins: tuple[str, ...]) -> None:
+                plugins: tuple[str, ...], strict: bool) -> None:
     """Compare policy variants of SCENARIO with common random numbers and 95% CIs."""
     from simulator.experiment import compare
 
@@ -118,7 +122,8 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
                           replications=replications, rel_precision=rel_precision, seed=seed,
                           overrides=sets, warmup=_warmup_value(warmup),
                           max_replications=max_replications, workers=workers, dask=dask,
-                          progress=True, out_dir=out, plugins=plugins, overwrite=overwrite)
+                          progress=True, out_dir=out, plugins=plugins, overwrite=overwrite,
+                          strict=strict)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
@@ -167,7 +172,7 @@ def _grid(items: tuple[str, ...]) -> dict[str, str]:
 def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
               metrics: tuple[str, ...], seed: int | None, sets: tuple[str, ...],
               workers: int | None, dask: str | None, out: Path | None, overwrite: bool,
-              plugins: tuple[str, ...]) -> None:
+              plugins: tuple[str, ...], strict: bool) -> None:
     """Run a grid of SCENARIO variants x replications into a Parquet dataset (resumable)."""
     from simulator.experiment import sweep
     from simulator.output import default_out_dir
@@ -176,7 +181,7 @@ def sweep_cmd(scenario: Path, grid: tuple[str, ...], replications: int,
     try:
         df = sweep(scenario, _grid(grid), replications, out_dir=out_dir, seed=seed,
                    overrides=sets, extra_metrics=metrics, workers=workers, dask=dask,
-                   progress=True, plugins=plugins, overwrite=overwrite)
+                   progress=True, plugins=plugins, overwrite=overwrite, strict=strict)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
@@ -258,7 +263,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
              constraints: tuple[str, ...], method: str, min_replications: int,
              max_replications: int, cap: int, warmup: str | None, seed: int | None,
              sets: tuple[str, ...], workers: int | None, dask: str | None, out: Path | None,
-             overwrite: bool, plugins: tuple[str, ...]) -> None:
+             overwrite: bool, plugins: tuple[str, ...], strict: bool) -> None:
     """Find the cheapest setting of the --vary knobs meeting every --constraint with 95%
     confidence (method: docs/experiments.md)."""
     from simulator.planner import plan
@@ -270,7 +275,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
                        method=method, seed=seed, overrides=sets, warmup=_warmup_value(warmup),
                        min_replications=min_replications, max_replications=max_replications,
                        cap=cap, workers=workers, dask=dask, progress=True, out_dir=out,
-                       plugins=plugins, overwrite=overwrite)
+                       plugins=plugins, overwrite=overwrite, strict=strict)
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise

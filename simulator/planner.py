@@ -59,6 +59,7 @@ from simulator.experiment import (
     run_warnings,
 )
 from simulator.output import write_json, write_parquet
+from simulator.profile_guards import strict_check
 from simulator.provenance import command_line, format_override, provenance
 from simulator.run_cache import experiment_cache
 from simulator.scenario import Scenario, ScenarioError, parse_value, scenario_warnings
@@ -234,6 +235,7 @@ class _Planner:
         self.skipped: dict[str, dict[str, Any]] = {}
         self.bounds: dict[str, float | None] = {}
         self.order: list[str] = []
+        self.strict = False  # refuse points that stretch a profile (plan(strict=True))
 
     # -- points
     def point(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,6 +263,8 @@ class _Planner:
         have = self.rows.setdefault(k, [])
         if n <= len(have):
             return
+        if self.strict and not have:  # a point between the checked ends
+            strict_check(self.scenario(point), f"plan point {json.dumps(point, default=str)}")
         ov = tuple(self.common + list(point.items()) + self.wov)
         label = ", ".join(f"{a}={b}" for a, b in point.items())
         tasks = [RunTask(self.base.raw, self.base.source, self.base.base_dir, ov,
@@ -463,7 +467,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
          min_requests_per_node: float = 200.0, executor: Executor | None = None,
          workers: int | None = None, dask: str | None = None, progress: bool = False,
          out_dir: Path | None = None, plugins: Sequence[str] = (),
-         overwrite: bool = False) -> PlanResult:
+         overwrite: bool = False, strict: bool = False) -> PlanResult:
     """The point minimising the mean ``objective`` among points whose every constraint holds
     with confidence ``level`` (the whole CI on the right side of the threshold).
 
@@ -473,7 +477,9 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
     ``out_dir`` every finished run is kept in ``out_dir/runs`` (keyed by content:
     :mod:`simulator.run_cache`), so a stopped plan resumes with the same answer; ``out_dir``
     is checked and locked before any run (:func:`simulator.run_dir.claim_experiment`;
-    ``overwrite``).
+    ``overwrite``). ``strict``: refuse when a point stretches a profile
+    (:func:`simulator.profile_guards.strict_check`): before any run for the scenario and every
+    combination of the knobs' enumerated values and range ends, and before each point's runs.
     """
     if method not in METHODS:
         raise ValueError(f"method '{method}': allowed {', '.join(METHODS)}")
@@ -503,6 +509,14 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
     firsts = [[k.lo] if k.is_range else list(k.values or ()) for k in knobs]
     for combo in itertools.islice(itertools.product(*firsts), 50):  # bad values fail early
         base.validate([*common, *zip([k.key for k in knobs], combo, strict=True)])
+    if strict:  # guard rails grow with the knobs: check their ends before any run
+        strict_check(sc0)
+        ends = [sorted({k.lo, k.hi if k.hi is not None else cap}) if k.is_range
+                else list(k.values or ()) for k in knobs]
+        for combo in itertools.islice(itertools.product(*ends), 2000):
+            pt = dict(zip([k.key for k in knobs], combo, strict=True))
+            strict_check(base.validate([*common, *pt.items()]),
+                         f"plan point {json.dumps(pt, default=str)}")
     others = [k for k in knobs if k is not prim]
     choices = [k.values if k.values is not None else range(k.lo, (k.hi or k.lo) + 1)
                for k in others]
@@ -515,6 +529,7 @@ def plan(scenario: Scenario | Mapping[str, Any] | str | Path, vary: Sequence[str
             pl = _Planner(base, knobs, cons, objective, common, runner, seed, level,
                           min_replications, step, max_replications)
             pl.wov = wov
+            pl.strict = strict
             sc_run = base.validate(common + wov)
             if method == "exhaustive" or prim is None:
                 prim_vals = range(prim.lo, prim.hi + 1) if prim is not None and prim.hi else [None]

@@ -151,12 +151,14 @@ def formed_note(section: dict[str, Any]) -> str | None:
             f"variant '{v}' (pool '{p}'): its latency was extrapolated")
 
 
-def strict_check(sc: Scenario) -> None:
-    """``--strict``: refuse a scenario with any guard-rail finding (ScenarioError, exit 2)."""
+def strict_check(sc: Scenario, label: str = "") -> None:
+    """``--strict``: refuse a scenario with any guard-rail finding (ScenarioError, exit 2).
+    ``label`` names the compare variant, sweep point or plan point the scenario is."""
     from simulator.scenario import ScenarioError
 
     guards = profile_guards(sc)
     if guards:
+        where = f"{label}: " if label else ""
         raise ScenarioError("\n".join(
-            f"{sc.source}: field '{g.field}': {g.message} (refused under --strict)"
+            f"{where}{sc.source}: field '{g.field}': {g.message} (refused under --strict)"
             for g in guards))

@@ -469,4 +469,36 @@ def scenario_warnings(sc: Scenario, outside: bool = True) -> list[str]:
 
     # guard rails on the profiles: batches past the measured range, test profiles
     out += [g.message for g in profile_guards(sc)]
+    out += _timer_slack_advice(sc)
     return out
+
+
+def _timer_slack_advice(sc: Scenario) -> list[str]:
+    """A serving stack that measured its batcher's timer overshoot, in a run whose batcher
+    waits (``max_wait_ms`` > 0) without ``timer_slack_ms``: say what to set. Not applied
+    silently: one batcher may serve pools with different stacks, and the setting is the
+    batcher's (``policy.batching``)."""
+    from simulator.serving_profile import ServingProfileError, load_serving_profile
+
+    b = sc.policy.batching
+    params = b.params  # defaults filled in; model_fields_set: what the user gave
+    if "timer_slack_ms" not in params or "timer_slack_ms" in b.model_fields_set \
+            or not float(params.get("max_wait_ms", 0) or 0) > 0:
+        return []
+    out = []
+    for p in sc.cluster.pools:
+        svc = sc.pool_service(p)
+        if svc.serving is None or svc.variant is None:
+            continue
+        try:
+            over = load_serving_profile(sc.resolve_path(svc.serving)).for_variant(
+                svc.variant).timer_overshoot_ms
+        except ServingProfileError:  # validation names it
+            continue
+        if over:
+            out.append(f"pool '{p.name}': serving stack {svc.serving} measured its batcher's "
+                       f"timer {over:.3g} ms late (timer_overshoot_ms), but "
+                       "policy.batching.timer_slack_ms is not set (0 ms): set "
+                       f"policy.batching.timer_slack_ms = {over:.3g} to model it")
+    return list(dict.fromkeys(out))
+

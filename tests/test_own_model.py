@@ -335,3 +335,68 @@ def test_cuda_measures_and_records_the_gpu(factory_file: Path, tmp_path: Path) -
     assert {"fp32", "bf16", "pruned"} <= set(prof.variants)
     assert "CPU only" in prof.model["skipped"]["int8"]  # type: ignore[index]
     assert all(v.latency_ms.median[0] > 0 for v in prof.variants.values())
+
+
+def test_own_model_gets_serving_overheads_from_the_harness(own_profile: Path) -> None:
+    """PeakSim's harness serves an own model too (its sampler's rows, stacked): the profile
+    records the serving overheads it measured and how requests were collated."""
+    import json
+
+    raw = json.loads(own_profile.read_text())
+    how = raw["provenance"]["serving_overheads"]
+    assert isinstance(how, dict) and "rows" in how["collation"]
+    prof = load_profile(own_profile)
+    # a Python harness costs more than nothing per batch (thread hand-off, collation, stamps)
+    assert any(v.overhead_ms_per_batch + v.overhead_ms_per_item > 0
+               for v in prof.variants.values())
+    assert all(v.serving_residuals for v in prof.variants.values())
+
+
+def test_harness_batch_log_feeds_calibrate_serving(factory_file: Path, tmp_path: Path) -> None:
+    """--batch-log-out writes the harness's serving runs in the batch-log format; fed back to
+    calibrate-serving with the profile it made, it gives the overheads the profile holds (one
+    fit, two routes)."""
+    import json
+
+    prof_path, logs = tmp_path / "p.json", tmp_path / "logs"
+    res = CliRunner().invoke(main, ["calibrate", "--model", f"{factory_file}:build", "--variants",
+                                    "fp32", "--quick", "--batch-sizes", "1,4,16", "--serving-s",
+                                    "2", "--batch-log-out", str(logs), "--out", str(prof_path)])
+    assert res.exit_code == 0, res.output
+    log = logs / "fp32.csv"
+    head = log.read_text().splitlines()[0]
+    assert head.split(",")[:3] == ["items", "start_s", "end_s"] and head.endswith("load")
+    stack = tmp_path / "stack.json"
+    res = CliRunner().invoke(main, ["calibrate-serving", "--model-profile", str(prof_path),
+                                    "--variant", "fp32", "--batch-log", str(log),
+                                    "--out", str(stack)])
+    assert res.exit_code == 0, res.output
+    s = json.loads(stack.read_text())
+    v = load_profile(prof_path).variants["fp32"]
+    assert s["overhead_ms_per_batch"] == pytest.approx(v.overhead_ms_per_batch, abs=2e-3)
+    assert s["overhead_ms_per_item"] == pytest.approx(v.overhead_ms_per_item, abs=2e-4)
+
+
+def test_harness_inputs_rows_or_presampled() -> None:
+    """Row inputs are served as rows stacked by the server; flat ids with offsets (not one row
+    per item) are served with inputs sampled per batch size before the run."""
+    from simulator.calibration.serving import RowInputs, SizedInputs, own_inputs
+
+    def rows(b: int, seed: int) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(b, 5, generator=g), torch.randint(0, 9, (b, 2), generator=g)
+
+    inp = own_inputs(rows, max_batch=8, size=64)
+    assert isinstance(inp, RowInputs)
+    got = inp.collate([inp.item(j) for j in (3, 7, 3)])
+    pool = rows(64, 31)
+    for g, p in zip(got, pool, strict=True):
+        assert torch.equal(g, p[[3, 7, 3]])
+
+    def flat(b: int, seed: int) -> tuple[torch.Tensor, ...]:
+        return torch.arange(2 * b), torch.arange(0, 2 * b, 2)  # ids, offsets: 2b != b rows
+
+    inp2 = own_inputs(flat, max_batch=4, size=64)
+    assert isinstance(inp2, SizedInputs) and "none measured" in inp2.collation
+    ids, offsets = inp2.collate([inp2.item(j) for j in range(3)])
+    assert len(offsets) == 3 and len(ids) == 6

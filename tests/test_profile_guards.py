@@ -246,3 +246,27 @@ def test_sweep_prints_guard_warnings_once(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stderr.count("extrapolating 32x") == 1
     assert res.stderr.count("is a test profile") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["compare", "--variant", "small:policy.batching.max_batch_items=64",
+     "--variant", "big:policy.batching.max_batch_items=1024", "--replications", "2"],
+    ["sweep", "--grid", "policy.batching.max_batch_items=64,1024"],
+    ["plan", "--vary", "policy.batching.max_batch_items=64,1024", "--vary",
+     "cluster.pools.cpu.nodes:1..8", "--constraint", "violation_rate<=0.5"],
+], ids=["compare", "sweep", "plan"])
+def test_strict_experiments_refuse_a_stretching_variant_before_any_run(
+        tmp_path: Path, argv: list[str]) -> None:
+    """The base scenario is within range; one variant / point is not: --strict refuses it,
+    naming it, before any run (no run kept in --out); without --strict the same command
+    only warns."""
+    prof = _profile(tmp_path, [1, 8, 32])
+    sc = _scenario(tmp_path, prof, max_batch_items=64, size_max=64)  # 8 x 64 capped at 64
+    out = tmp_path / "exp"
+    args = [argv[0], str(sc), *argv[1:], "--workers", "1", "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--strict"])
+    assert res.exit_code == 2, res.output
+    assert ("variant 'big'" in res.stderr or 'max_batch_items": 1024' in res.stderr), res.stderr
+    assert "batches of 512 items" in res.stderr and "extrapolating 16x" in res.stderr
+    assert "refused under --strict" in res.stderr
+    assert not list((out / "runs").glob("*.parquet")) if (out / "runs").exists() else True

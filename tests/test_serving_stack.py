@@ -358,3 +358,27 @@ def test_validate_request_log_recovers_peaksims_own_latencies(tmp_path: Path) ->
         assert abs(row["errors"]["p99"]) < 0.15, row
         assert math.isfinite(row["real_util"])
     assert (tmp_path / "v.png").stat().st_size > 1000
+
+
+def test_a_measured_timer_overshoot_is_pointed_at_when_timer_slack_is_unset(
+        tmp_path: Path) -> None:
+    """A stack that measured its batcher's timer lateness, in a run whose batcher waits
+    without timer_slack_ms, gets a warning naming the value to set; setting it, or a batcher
+    that does not wait, silences it."""
+    from simulator.scenario import scenario_warnings
+
+    stack = write_stack(tmp_path / "stack.json", timer_overshoot_ms=0.25)
+    svc = {"profile": str(PROFILE), "variant": "fp32", "serving": str(stack)}
+
+    def warns(batching: dict[str, Any]) -> list[str]:
+        sc = scenario_from_dict(scenario(svc, tmp_path, batching=batching), "t.toml",
+                                base_dir=tmp_path)
+        return [w for w in scenario_warnings(sc) if "timer" in w]
+
+    w = warns({"name": "dynamic", "max_batch": 8, "max_wait_ms": 2.0})
+    assert len(w) == 1 and "policy.batching.timer_slack_ms = 0.25" in w[0]
+    assert "pool 'cpu'" in w[0]
+    assert warns({"name": "dynamic", "max_batch": 8, "max_wait_ms": 2.0,
+                  "timer_slack_ms": 0.25}) == []
+    assert warns({"name": "dynamic", "max_batch": 8, "max_wait_ms": 0.0}) == []
+    assert warns({"name": "none"}) == []

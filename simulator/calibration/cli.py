@@ -85,12 +85,16 @@ def _progress() -> Any:
               help="seconds of real serving per variant to measure serving overheads (0: skip)")
 @click.option("--serve-batch", default=32, show_default=True, help="max batch in that run")
 @click.option("--serve-wait-ms", default=2.0, show_default=True, help="max wait in that run, ms")
+@click.option("--batch-log-out", type=click.Path(file_okay=False), default=None,
+              help="also write the serving runs as batch logs, DIR/<variant>.csv (the format "
+                   "calibrate-serving reads: PeakSim's harness is one server among others)")
 @click.option("--name", default=None, help="profile name [default: file stem]")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def calibrate(variants: str | None, model_ref: str | None, variant_factories: tuple[str, ...],
               batch_sizes: str | None, threads: int, quick: bool, preset: str,
               device: str, reps: int, processes: int, serving_s: float, serve_batch: int,
-              serve_wait_ms: float, name: str | None, out: str) -> None:
+              serve_wait_ms: float, batch_log_out: str | None, name: str | None,
+              out: str) -> None:
     """Measure the model variants and write a latency profile (JSON): the built-in DLRM, or
     your own model with --model."""
     import numpy as np
@@ -99,9 +103,9 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
 
     from simulator.calibration.build import make_profile, provenance, write_profile
     from simulator.calibration.fit import fit_latency
-    from simulator.calibration.measure import Spec, build_all, run_pooled
+    from simulator.calibration.measure import Spec, run_pooled
     from simulator.calibration.model import get_preset
-    from simulator.calibration.serving import calibrate_overheads
+    from simulator.calibration.serving import calibration_runs, fit_serving
     from simulator.calibration.variants import VARIANTS
 
     refs = _variant_refs(variant_factories)
@@ -168,33 +172,89 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
         measured = run_pooled(spec, procs, progress)
         overheads: dict[str, tuple[float, float]] = {}
         serving_resid: dict[str, list[float]] = {}
-        if serving_s > 0 and device == "cpu" and not model_ref:
+        collation = None
+        if serving_s > 0 and device == "cpu":
             progress("building variants for the serving run", 0, 1)
-            _, models = build_all(spec)
-            for i, v in enumerate(names):
+            models, inputs = _serving_models(spec, serve_batch)
+            collation = inputs.collation
+            for i, v in enumerate(models):
                 progress(f"serving {v} (max batch {serve_batch}, wait {serve_wait_ms} ms)",
-                         i, len(names))
+                         i, len(models))
                 med = [float(np.median(c)) for c in measured.samples_ms[v]]
                 fit = fit_latency(spec.batch_sizes, med)
-                cal = calibrate_overheads(models[v], spec.model, fit, serve_batch,
-                                          serve_wait_ms, serving_s, seed=11 + i)
+                runs = calibration_runs(models[v], inputs, fit, serve_batch, serve_wait_ms,
+                                        serving_s, seed=11 + i)
+                cal = fit_serving(runs, fit)
                 overheads[v] = (cal.overhead_ms_per_batch, cal.overhead_ms_per_item)
                 serving_resid[v] = cal.residuals
+                if batch_log_out:
+                    _write_harness_logs(runs, Path(batch_log_out) / f"{v}.csv")
             bar.update(task, description="done", completed=1, total=1)
     prov = provenance(spec, {"processes": procs, "serving_overheads": {
         "seconds_per_variant": serving_s, "max_batch": serve_batch, "max_wait_ms": serve_wait_ms,
-        "loads": "3% and 45% of full-batch capacity (batches of ~1-3 and ~15-25), pooled"}})
+        "loads": "3% and 45% of full-batch capacity (batches of ~1-3 and ~15-25), pooled",
+        "collation": collation}})
+    if serving_s <= 0 or device != "cpu":
+        prov["serving_overheads"] = ("not measured (" + ("--serving-s 0" if serving_s <= 0 else
+                                     "PeakSim's harness serves on CPU") + "): overheads are 0; "
+                                     "combine the profile with a serving-stack profile "
+                                     "(service.serving) from your server's batch log")
     if model_ref:
-        prov["serving_overheads"] = ("not measured for an own model (PeakSim's serving harness "
-                                     "serves the built-in DLRM only): overheads are 0")
         for vname, how in measured.own.get("derived", {}).items():
             click.echo(f"variant {vname}: {how}")
         for vname, why in measured.own.get("skipped", {}).items():
             click.echo(f"variant {vname} skipped: {why}")
+    if batch_log_out and overheads:
+        click.echo(f"harness batch logs: {batch_log_out}/<variant>.csv")
     prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid,
                         purpose="test" if quick else "production")
     write_profile(prof, out)
     click.echo(f"wrote {out}")
+
+
+def _serving_models(spec: Any, max_batch: int) -> tuple[dict[str, Any], Any]:
+    """The measured variants built in this process (CPU) and the harness's requests for them:
+    the built-in DLRM's, or an own model's (rows of its sampler, see ``own_inputs``)."""
+    from simulator.calibration.serving import DLRMInputs, own_inputs
+
+    if spec.model_ref is None:
+        from simulator.calibration.measure import build_all
+
+        _, models = build_all(spec)
+        return models, DLRMInputs(spec.model)
+    from simulator.calibration.own_model import (
+        build_variants,
+        load_model,
+        load_user_variant,
+        sample_inputs,
+    )
+
+    mspec, _ = load_model(spec.model_ref)
+    user = {n: load_user_variant(n, r)[0] for n, r in spec.variant_refs.items()}
+    vs = build_variants(mspec, spec.variants, "cpu", spec.train_steps, user)
+    return vs.models, own_inputs(lambda b, seed: sample_inputs(mspec, b, seed), max_batch)
+
+
+def _write_harness_logs(runs: list[Any], path: Path) -> None:
+    """The harness runs of one variant (measured windows) as one batch log, run after run on
+    one time line, each labelled with its load (``load`` column: offered QPS)."""
+    import numpy as np
+
+    from simulator.output import atomic_write
+    from simulator.serving_logs import write_batch_log
+
+    items, start, end, load = [], [], [], []
+    t0 = 0.0
+    for r in runs:
+        sel = r.batch_start >= r.warmup_s
+        st = r.batch_start[sel] + t0
+        items.append(r.batch_items[sel])
+        start.append(st)
+        end.append(st + r.batch_ms[sel] / 1e3)
+        load += [f"{r.rate_qps:.0f}qps"] * int(sel.sum())
+        t0 += r.duration_s + 1.0  # runs apart on the time line
+    atomic_write(path, lambda tmp: write_batch_log(
+        tmp, np.concatenate(items), np.concatenate(start), np.concatenate(end), load=load))
 
 
 @click.group("profile")

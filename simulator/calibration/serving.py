@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -54,26 +55,109 @@ class ServingResult:
 
 
 class _Req:
-    __slots__ = ("dense", "i", "ids", "t_arrive")
+    __slots__ = ("i", "t_arrive", "x")
 
-    def __init__(self, i: int, dense: torch.Tensor, ids: torch.Tensor, t_arrive: float) -> None:
-        self.i, self.dense, self.ids, self.t_arrive = i, dense, ids, t_arrive
+    def __init__(self, i: int, x: Any, t_arrive: float) -> None:
+        self.i, self.x, self.t_arrive = i, x, t_arrive
 
 
-def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig, rate_qps: float,
+class ServeInputs(Protocol):
+    """What the harness sends: a pool of ``size`` one-item requests (``item(j)``, made before
+    the run) and the server's collation of a batch of them into the forward's inputs."""
+
+    size: int
+    collation: str  # what ``collate`` does, for the profile's provenance
+
+    def item(self, j: int) -> Any: ...
+
+    def collate(self, items: list[Any]) -> tuple[torch.Tensor, ...]: ...
+
+
+class DLRMInputs:
+    """The built-in DLRM's requests: a dense row and one id per table (pooling 1); collation
+    stacks the dense rows and the id columns (``offsets`` = arange)."""
+
+    collation = "torch.stack of the requests' dense rows and id columns"
+
+    def __init__(self, cfg: ModelConfig, size: int = 2048, seed: int = 31) -> None:
+        if cfg.pooling != 1:
+            raise ValueError("the serving harness sends one id per table (pooling = 1)")
+        dense, idx, _ = make_inputs(cfg, size, seed=seed)
+        self.size = size
+        self._dense, self._ids = dense, idx.t().contiguous()  # (size, T): one request's ids
+
+    def item(self, j: int) -> Any:
+        return self._dense[j], self._ids[j]
+
+    def collate(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
+        return (torch.stack([d for d, _ in items]), torch.stack([i for _, i in items], dim=1),
+                torch.arange(len(items)))
+
+
+class RowInputs:
+    """An own model whose every input has one row per item (first dim = items): a request is
+    one row of each input of a sampled pool; collation stacks the requests' rows."""
+
+    collation = "torch.stack of the requests' rows, per input"
+
+    def __init__(self, pool: tuple[torch.Tensor, ...]) -> None:
+        self.size = int(pool[0].shape[0])
+        self._rows = [tuple(t[j] for t in pool) for j in range(self.size)]
+
+    def item(self, j: int) -> Any:
+        return self._rows[j]
+
+    def collate(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.stack(col) for col in zip(*items, strict=True))
+
+
+class SizedInputs:
+    """An own model whose inputs are not one row per item (e.g. flat ids with offsets): a
+    batch of k requests is served with inputs sampled for k items before the run, so the
+    server's collation is not measured (the provenance says so)."""
+
+    collation = ("none measured: inputs are not one row per item, so each batch size's inputs "
+                 "were sampled before the run")
+
+    def __init__(self, sample: Callable[[int, int], tuple[torch.Tensor, ...]], max_batch: int,
+                 size: int = 2048, seed: int = 31) -> None:
+        self.size = size
+        self._by_k = {k: sample(k, seed + k) for k in range(1, max_batch + 1)}
+
+    def item(self, j: int) -> Any:
+        return j
+
+    def collate(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
+        return self._by_k[len(items)]
+
+
+def own_inputs(sample: Callable[[int, int], tuple[torch.Tensor, ...]], max_batch: int,
+               size: int = 2048, seed: int = 31) -> ServeInputs:
+    """The harness's requests for an own model's sampler: :class:`RowInputs` when every input
+    the sampler returns has one row per item (checked at two sizes), else
+    :class:`SizedInputs`."""
+    def rows(n: int) -> bool:
+        ts = sample(n, seed)
+        return all(t.dim() >= 1 and t.shape[0] == n for t in ts)
+
+    if rows(size) and rows(size - 1):
+        return RowInputs(sample(size, seed))
+    return SizedInputs(sample, max_batch, size, seed)
+
+
+def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig | ServeInputs, rate_qps: float,
           duration_s: float, max_batch: int, max_wait_ms: float, warmup_s: float = 1.0,
           seed: int = 0, pool: int = 2048) -> ServingResult:
     """Serve ``model`` at ``rate_qps`` Poisson arrivals for ``duration_s`` (the first
-    ``warmup_s`` are not measured); returns every measured request's latency (ms)."""
-    if cfg.pooling != 1:
-        raise ValueError("the serving harness sends one id per table (pooling = 1)")
-    dense_pool, idx_pool, _ = make_inputs(cfg, pool, seed=seed + 31)
-    ids_pool = idx_pool.t().contiguous()  # (pool, T): one request's ids
+    ``warmup_s`` are not measured); returns every measured request's latency (ms). ``cfg``:
+    the built-in DLRM's config (its requests, :class:`DLRMInputs`) or any :class:`ServeInputs`
+    (an own model's: :func:`own_inputs`)."""
+    inputs = DLRMInputs(cfg, pool, seed=seed + 31) if isinstance(cfg, ModelConfig) else cfg
     rng = np.random.default_rng(seed)
     n = int(rate_qps * duration_s * 1.2) + 10
     arrivals = np.cumsum(rng.exponential(1.0 / rate_qps, n))
     arrivals = arrivals[arrivals < duration_s]
-    picks = rng.integers(0, pool, len(arrivals))
+    picks = rng.integers(0, inputs.size, len(arrivals))
     queue: deque[_Req] = deque()
     cond = threading.Condition()
     # per-request times live in arrays, not in objects kept alive: a list of every served
@@ -87,7 +171,7 @@ def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig, rate_qps: float,
     with torch.inference_mode():  # warm the model at every size the batcher can form
         for k in sorted({1, 2, max(1, max_batch // 2), max_batch}):
             for _ in range(3):
-                model(dense_pool[:k], idx_pool[:, :k], torch.arange(k))
+                model(*inputs.collate([inputs.item(j % inputs.size) for j in range(k)]))
     gc.collect()
     gc.freeze()  # the model and inputs are long-lived: keep them out of GC passes (as servers do)
     t0 = time.perf_counter()
@@ -97,7 +181,7 @@ def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig, rate_qps: float,
             delay = t0 + t_due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            req = _Req(i, dense_pool[j], ids_pool[j], time.perf_counter())
+            req = _Req(i, inputs.item(j), time.perf_counter())
             with cond:
                 queue.append(req)
                 if len(queue) == 1 or len(queue) >= max_batch:
@@ -121,9 +205,7 @@ def serve(model: Callable[..., torch.Tensor], cfg: ModelConfig, rate_qps: float,
                     start = time.perf_counter()
                     k = min(max_batch, len(queue))
                     reqs = [queue.popleft() for _ in range(k)]
-                dense = torch.stack([r.dense for r in reqs])
-                ids = torch.stack([r.ids for r in reqs], dim=1)
-                model(dense, ids, torch.arange(k))
+                model(*inputs.collate([r.x for r in reqs]))
                 finish = time.perf_counter()
                 for r in reqs:
                     t_arrive[r.i] = r.t_arrive
@@ -198,7 +280,7 @@ def serving_residuals(runs: list[ServingResult], fitted_ms: Callable[[np.ndarray
     return [round(float(r), 4) for r in np.sort(ratio)]
 
 
-def calibration_runs(model: Callable[..., torch.Tensor], cfg: ModelConfig,
+def calibration_runs(model: Callable[..., torch.Tensor], cfg: ModelConfig | ServeInputs,
                      fitted_ms: Callable[[np.ndarray], np.ndarray], max_batch: int,
                      max_wait_ms: float, seconds: float,
                      loads: tuple[float, ...] = CALIBRATION_LOADS,
@@ -228,7 +310,7 @@ def fit_serving(runs: list[ServingResult],
     return ServingCalibration(oh[0], oh[1], slack, serving_residuals(runs, fitted_ms, oh))
 
 
-def calibrate_overheads(model: Callable[..., torch.Tensor], cfg: ModelConfig,
+def calibrate_overheads(model: Callable[..., torch.Tensor], cfg: ModelConfig | ServeInputs,
                         fitted_ms: Callable[[np.ndarray], np.ndarray], max_batch: int,
                         max_wait_ms: float, seconds: float,
                         loads: tuple[float, ...] = CALIBRATION_LOADS,
