@@ -226,8 +226,17 @@ def test_builtin_dlrm_is_one_such_model() -> None:
     spec, ident = load_model("simulator.calibration.model:build_dlrm_tiny")
     assert ident["factory"] == "simulator.calibration.model:build_dlrm_tiny"
     vs = build_variants(spec, None, train_steps=2)
-    assert list(vs.models) == ["fp32", "bf16", "int8", "int8_emb", "pruned"] and not vs.skipped
-    assert "4 nn.EmbeddingBag replaced" in vs.derived["int8_emb"]
+    # the DLRM brings its own variants (its pruning, int8 tables and distilled student)
+    assert list(vs.models) == ["fp32", "bf16", "int8", "int8_emb", "pruned", "distilled"]
+    assert not vs.skipped
+    assert "row-wise int8 embedding tables" in vs.derived["int8_emb"]
+    assert "orthogonal projection" in vs.derived["distilled"]
+    assert spec.architecture is not None
+    assert spec.architecture("distilled", vs.models["distilled"])["emb_dim"] == 4  # 8 halved
+    # derived variants still apply to it where it has none of its own
+    derived = build_variants(spec, ["fp32", "int8"], train_steps=2,
+                             user={"student": vs.models["distilled"]})
+    assert list(derived.models) == ["fp32", "int8"]
     q = quality(vs.models, spec, 2000)
     assert 0.6 < q["fp32"]["auc"] < 1.0 and abs(q["int8_emb"]["auc_delta"]) < 0.05
 
@@ -400,3 +409,31 @@ def test_harness_inputs_rows_or_presampled() -> None:
     assert isinstance(inp2, SizedInputs) and "none measured" in inp2.collation
     ids, offsets = inp2.collate([inp2.item(j) for j in range(3)])
     assert len(offsets) == 3 and len(ids) == 6
+
+
+def test_calibrate_without_model_is_the_dlrm_factory_path(tmp_path: Path) -> None:
+    """`peaksim calibrate` (no --model) measures the built-in DLRM through the factory path:
+    its own variants with how each was built, each variant's architecture (so `profile
+    project` works on the result), harness overheads with the DLRM's collation."""
+    import json
+
+    out = tmp_path / "dlrm.json"
+    res = CliRunner().invoke(main, ["calibrate", "--quick", "--preset", "tiny", "--variants",
+                                    "int8_emb,distilled", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "variant distilled: student" in res.output
+    prof = load_profile(out)
+    assert list(prof.variants) == ["fp32", "int8_emb", "distilled"]  # fp32: the reference
+    m = prof.model
+    assert m["kind"] == "builtin-dlrm" and m["preset"] == "tiny"
+    assert m["factory"] == "simulator.calibration.model:build_dlrm_tiny"
+    assert set(m["derived"]) == {"fp32", "int8_emb", "distilled"}  # type: ignore[arg-type]
+    assert m["variants"]["distilled"]["emb_dim"] == 4  # type: ignore[index]
+    raw = json.loads(out.read_text())
+    assert "dense rows" in raw["provenance"]["serving_overheads"]["collation"]
+    assert prof.variants["distilled"].quality.auc is not None
+    gpu = tmp_path / "h100.json"
+    res = CliRunner().invoke(main, ["profile", "project", str(out), "--gpu", "h100",
+                                    "--out", str(gpu)])
+    assert res.exit_code == 0, res.output
+    assert list(load_profile(gpu).variants) == ["fp32", "int8_emb", "distilled"]

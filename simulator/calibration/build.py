@@ -114,15 +114,15 @@ def make_profile(name: str, spec: Spec, m: Measured,
 
 
 def _model_info(spec: Spec, m: Measured) -> dict[str, Any]:
-    if m.own:
-        return {"kind": "own", **m.own}
-    from simulator.calibration.model import param_count
+    """The profile's ``model``: the model's identity (factory or .pt2 file with SHA-256,
+    parameters, bytes; the built-in DLRM's preset and config), the variants derived (how) and
+    skipped (why), and each variant's architecture when the model gives it."""
+    own = m.own
+    if not own and spec.model is not None:  # measured without own_model (e.g. in a test)
+        from simulator.calibration.model import dlrm_info
 
-    assert spec.model is not None
-    return {"preset": spec.model.name, "config": spec.model.to_dict(), "variants": m.config,
-            "kind": "builtin-dlrm",
-            "factory": f"simulator.calibration.model:build_dlrm_{spec.model.name}",
-            "parameters": param_count(spec.model)["total"]}
+        own = dlrm_info(spec.model)
+    return {**own, **({"variants": m.config} if m.config else {})}
 
 
 def write_profile(prof: dict[str, Any], path: str | Path) -> Path:

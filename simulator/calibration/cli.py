@@ -109,14 +109,15 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
     from simulator.calibration.variants import VARIANTS
 
     refs = _variant_refs(variant_factories)
-    if refs and not model_ref:
-        raise ModelError("--variant-factory needs --model (the variants of your own model)")
     names: list[str] | None = [v.strip() for v in (variants or "").split(",") if v.strip()]
-    if not model_ref:
+    if not model_ref:  # the built-in DLRM: its own six variants, plus the user's
         names = names or list(VARIANTS)
-        bad = [v for v in names if v not in VARIANTS]
+        bad = [v for v in names if v not in (*VARIANTS, *refs)]
         if bad:
-            raise click.BadParameter(f"unknown variant(s) {bad}; allowed: {', '.join(VARIANTS)}")
+            raise click.BadParameter(f"unknown variant(s) {bad}; allowed: {', '.join(VARIANTS)} "
+                                     "and the --variant-factory names")
+        names = ["fp32", *(n for n in names if n != "fp32"),  # fp32: the quality reference
+                 *(n for n in refs if n not in names)]
     elif not names:
         names = None  # every variant that applies, and the user's
     else:  # fp32 first (the quality reference), then the requested and the user's
@@ -133,7 +134,7 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
                          f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
                          "measure on a machine with a GPU or project a CPU profile with "
                          "peaksim profile project")
-    if model_ref:
+    if model_ref or refs:
         from simulator.calibration.own_model import (
             ModelSpecError,
             load_model,
@@ -145,10 +146,11 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
             return (f"{Path(target).expanduser().resolve()}:{func}"
                     if target.endswith(".py") else ref)
 
-        model_ref = absolute(model_ref)
+        model_ref = absolute(model_ref) if model_ref else None
         refs = {k: absolute(r) for k, r in refs.items()}
         try:  # refuse a broken factory here, in one line, before any measuring
-            load_model(model_ref)
+            if model_ref:
+                load_model(model_ref)
             for vname, vref in refs.items():
                 load_user_variant(vname, vref)
         except ModelSpecError as exc:
@@ -199,11 +201,10 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
                                      "PeakSim's harness serves on CPU") + "): overheads are 0; "
                                      "combine the profile with a serving-stack profile "
                                      "(service.serving) from your server's batch log")
-    if model_ref:
-        for vname, how in measured.own.get("derived", {}).items():
-            click.echo(f"variant {vname}: {how}")
-        for vname, why in measured.own.get("skipped", {}).items():
-            click.echo(f"variant {vname} skipped: {why}")
+    for vname, how in measured.own.get("derived", {}).items():  # how each was built
+        click.echo(f"variant {vname}: {how}")
+    for vname, why in measured.own.get("skipped", {}).items():
+        click.echo(f"variant {vname} skipped: {why}")
     if batch_log_out and overheads:
         click.echo(f"harness batch logs: {batch_log_out}/<variant>.csv")
     prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid,
@@ -215,24 +216,20 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
 def _serving_models(spec: Any, max_batch: int) -> tuple[dict[str, Any], Any]:
     """The measured variants built in this process (CPU) and the harness's requests for them:
     the built-in DLRM's, or an own model's (rows of its sampler, see ``own_inputs``)."""
-    from simulator.calibration.serving import DLRMInputs, own_inputs
-
-    if spec.model_ref is None:
-        from simulator.calibration.measure import build_all
-
-        _, models = build_all(spec)
-        return models, DLRMInputs(spec.model)
     from simulator.calibration.own_model import (
         build_variants,
-        load_model,
         load_user_variant,
+        model_of,
         sample_inputs,
     )
+    from simulator.calibration.serving import own_inputs
 
-    mspec, _ = load_model(spec.model_ref)
+    mspec, _ = model_of(spec)
     user = {n: load_user_variant(n, r)[0] for n, r in spec.variant_refs.items()}
     vs = build_variants(mspec, spec.variants, "cpu", spec.train_steps, user)
-    return vs.models, own_inputs(lambda b, seed: sample_inputs(mspec, b, seed), max_batch)
+    inputs = (mspec.serving_inputs() if mspec.serving_inputs is not None else
+              own_inputs(lambda b, seed: sample_inputs(mspec, b, seed), max_batch))
+    return vs.models, inputs
 
 
 def _write_harness_logs(runs: list[Any], path: Path) -> None:

@@ -90,32 +90,6 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def quality(models: dict[str, torch.nn.Module], cfg: ModelConfig, samples: int,
-            device: str = "cpu") -> dict[str, dict[str, float]]:
-    """Score a seeded eval set; labels ~ Bernoulli(fp32 teacher's probability), seeded.
-    Returns per variant: auc, auc_delta, max_abs_diff, mean_abs_diff (vs fp32 scores)."""
-    dense, idx, off = (t.to(device) for t in make_inputs(cfg, samples, seed=cfg.seed + 777))
-    scores: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
-        for name, m in models.items():
-            parts = [m(dense[i:i + 4096], idx[:, i:i + 4096],
-                       torch.arange(0, min(4096, samples - i), device=device))
-                     for i in range(0, samples, 4096)] if cfg.pooling == 1 else [m(dense, idx, off)]
-            scores[name] = torch.cat(parts).float().cpu().numpy()
-    ref = scores.get("fp32")
-    if ref is None:
-        raise ValueError("quality needs the fp32 variant as reference")
-    labels = (np.random.default_rng(cfg.seed + 4242).random(samples) < ref).astype(float)
-    base = auc(ref, labels)
-    out = {}
-    for name, s in scores.items():
-        a = auc(s, labels)
-        d = np.abs(s - ref)
-        out[name] = {"auc": round(a, 5), "auc_delta": round(a - base, 5),
-                     "max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean())}
-    return out
-
-
 def load_stats(model: torch.nn.Module, cfg: ModelConfig | None, device: str = "cpu",
                example: tuple[torch.Tensor, ...] | None = None) -> tuple[int, float, float]:
     """(serialized bytes, load time s = deserialize + warm-up, first call ms at batch 1).
@@ -179,31 +153,12 @@ def time_cells(models: dict[str, torch.nn.Module], spec: Spec,
 
 
 def measure(spec: Spec, progress: Progress | None = None) -> Measured:
-    """Build the model and variants in this process and measure everything (an own model,
-    ``spec.model_ref``, is measured by ``own_model.measure_own``)."""
-    if spec.model_ref is not None:
-        from simulator.calibration.own_model import measure_own
+    """Build the model and its variants in this process and measure everything. One path for
+    every model: the built-in DLRM (``spec.model``) is measured as a factory like an own model
+    (``spec.model_ref``), see ``own_model.measure_own``."""
+    from simulator.calibration.own_model import measure_own
 
-        return measure_own(spec, progress)  # type: ignore[no-any-return]
-    torch.set_num_threads(spec.threads)
-    if progress:
-        progress("building model and variants", 0, 1)
-    teacher, models = build_all(spec)
-    res = Measured(samples_ms=time_cells(models, spec, progress))
-    for v, m in models.items():
-        nbytes, load_s, first_ms = load_stats(m, spec.model, spec.device)
-        res.model_bytes[v] = nbytes
-        res.load_time_s[v] = [load_s]
-        res.first_call_ms[v] = [first_ms]
-        cfg = getattr(m, "cfg", teacher.cfg)
-        res.config[v] = cfg.to_dict()
-    if spec.quality:
-        if progress:
-            progress("quality on the synthetic labelled set", 0, 1)
-        ms = dict(models) if "fp32" in models else {"fp32": teacher, **models}
-        q = quality(ms, spec.model, spec.eval_samples, spec.device)
-        res.quality = {v: q[v] for v in models}
-    return res
+    return measure_own(spec, progress)  # type: ignore[no-any-return]
 
 
 def _worker(spec: Spec, queue: Any) -> None:

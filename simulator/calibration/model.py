@@ -196,10 +196,35 @@ def param_count(cfg: ModelConfig) -> dict[str, int]:
     return {"embedding": emb, "mlp": lin, "total": emb + lin}
 
 
+#: how each of the DLRM's own variants is built (the profile's ``model.derived``)
+DLRM_VARIANTS = {
+    "fp32": "the seeded DLRM as built",
+    "bf16": "weights and activations in bfloat16",
+    "int8": "dynamic int8 quantization of the MLPs' nn.Linear layers",
+    "int8_emb": "row-wise int8 embedding tables (quantized.embedding_bag_byte_rowwise_offsets) "
+                "plus dynamic int8 nn.Linear",
+    "pruned": "every hidden MLP width halved (structured, by L2 norm), MLPs fit to the "
+              "teacher's logits for {steps} steps",
+    "distilled": "student: embedding width halved by a seeded orthogonal projection, MLP widths "
+                 "quartered, MLPs fit to the teacher's logits for {steps} steps",
+}
+
+
+def dlrm_info(cfg: ModelConfig) -> dict[str, Any]:
+    """The built-in DLRM's fields in a profile's ``model`` section."""
+    return {"kind": "builtin-dlrm", "preset": cfg.name, "config": cfg.to_dict(),
+            "factory": f"simulator.calibration.model:build_dlrm_{cfg.name}",
+            "parameters": param_count(cfg)["total"]}
+
+
 def dlrm_spec(cfg: ModelConfig) -> Any:
     """The built-in DLRM as an own-model factory result (``own_model.ModelSpec``): the seeded
-    teacher, its input sampler and labels ~ Bernoulli(teacher probability), seeded."""
+    teacher, its input sampler, labels ~ Bernoulli(teacher probability), seeded, its own
+    variants (``simulator.calibration.variants``: pruning, int8 tables and the distilled
+    student are the DLRM's), each variant's architecture (for ``profile project``) and the
+    requests of PeakSim's serving harness (a dense row and one id per table)."""
     from simulator.calibration.own_model import ModelSpec
+    from simulator.calibration.variants import build_variant, variant_config
 
     model = build_model(cfg)
 
@@ -212,7 +237,23 @@ def dlrm_spec(cfg: ModelConfig) -> Any:
         gen = torch.Generator().manual_seed(seed + 4242)
         return (torch.rand(batch_items, generator=gen) < p).float()
 
-    return ModelSpec(model, sample, labels, f"dlrm-{cfg.name}")
+    def builder(name: str) -> Any:
+        def build(base: nn.Module, steps: int) -> tuple[nn.Module, str]:
+            assert isinstance(base, DLRM)
+            return build_variant(name, base, steps), DLRM_VARIANTS[name].format(steps=steps)
+        return build
+
+    def serving_inputs() -> Any:
+        from simulator.calibration.serving import DLRMInputs
+
+        return DLRMInputs(cfg)
+
+    return ModelSpec(
+        model, sample, labels, f"dlrm-{cfg.name}",
+        builders={name: builder(name) for name in DLRM_VARIANTS},
+        architecture=lambda name, m: variant_config(name, m, cfg).to_dict(),
+        info=dlrm_info(cfg),
+        serving_inputs=serving_inputs if cfg.pooling == 1 else None)
 
 
 def build_dlrm_production() -> Any:

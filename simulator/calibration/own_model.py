@@ -80,6 +80,19 @@ class ModelSpec:
     sample: Sampler
     labels: Labeler | None = None
     name: str = "model"
+    #: the model's own implementation of named variants, used instead of the derived one:
+    #: ``builders[name](fp32_module, train_steps) -> (module, how)`` (the built-in DLRM's
+    #: pruning, int8 tables and distilled student are its own)
+    builders: dict[str, Callable[[nn.Module, int], tuple[nn.Module, str]]] = field(
+        default_factory=dict)
+    #: a variant's architecture for the profile's ``model.variants`` (what ``profile
+    #: project`` reads): ``architecture(name, module) -> dict``
+    architecture: Callable[[str, nn.Module], dict[str, Any]] | None = None
+    #: extra fields for the profile's ``model`` section (e.g. the DLRM's preset and config)
+    info: dict[str, Any] = field(default_factory=dict)
+    #: the requests PeakSim's serving harness sends (a ``serving.ServeInputs``); None: rows of
+    #: the sampler (``serving.own_inputs``)
+    serving_inputs: Callable[[], Any] | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -551,7 +564,8 @@ def build_variants(spec: ModelSpec, names: list[str] | None, device: str = "cpu"
     Each is run once on a sampled batch; a failure skips it with the reason."""
     base = _eval(spec.module)
     user = user or {}
-    wanted = list(names) if names is not None else [*AUTO_VARIANTS, *user]
+    wanted = list(names) if names is not None else [
+        *spec.builders, *(a for a in AUTO_VARIANTS if a not in spec.builders), *user]
     out = Variants()
     exported = (" (an exported program calls aten ops, not modules: give the factory instead "
                 "of the .pt2 file to derive this variant)"
@@ -561,6 +575,8 @@ def build_variants(spec: ModelSpec, names: list[str] | None, device: str = "cpu"
     def build(name: str) -> tuple[nn.Module, str]:
         if name in user:
             return user[name], "user-given (--variant-factory)"
+        if name in spec.builders:
+            return spec.builders[name](base, train_steps)
         if name == "fp32":
             return base, "the model as given"
         if name == "bf16":
@@ -689,12 +705,12 @@ def measure_own(spec_: Any, progress: Callable[[str, int, int], None] | None = N
     torch.set_num_threads(spec_.threads)
     if progress:
         progress("loading the model and deriving its variants", 0, 1)
-    mspec, ident = load_model(spec_.model_ref)
+    mspec, ident = model_of(spec_)
     user = {n: load_user_variant(n, r)[0] for n, r in spec_.variant_refs.items()}
     mspec.module.to(spec_.device)
     vs = build_variants(mspec, spec_.variants, spec_.device, spec_.train_steps, user)
     if "fp32" not in vs.models:
-        raise ModelSpecError(f"--model {spec_.model_ref}: the fp32 variant could not run: "
+        raise ModelSpecError(f"--model {ident.get('factory')}: the fp32 variant could not run: "
                              f"{vs.skipped.get('fp32', 'not requested')}")
     inputs = {b: tuple(t.to(spec_.device) for t in sample_inputs(mspec, b, 1000 + b))
               for b in spec_.batch_sizes}
@@ -708,12 +724,27 @@ def measure_own(spec_: Any, progress: Callable[[str, int, int], None] | None = N
         res.model_bytes[v] = nbytes
         res.load_time_s[v] = [load_s]
         res.first_call_ms[v] = [first_ms]
+        if mspec.architecture is not None:
+            res.config[v] = mspec.architecture(v, m)
     if spec_.quality:
         if progress:
             progress("quality against fp32 on the sampled inputs", 0, 1)
         res.quality = quality(vs.models, mspec, spec_.eval_samples, spec_.device)
-    res.own = {**ident, **model_stats(mspec.module), "labels": mspec.labels is not None,
+    res.own = {"kind": "own", **ident, **model_stats(mspec.module), **mspec.info,
+               "labels": mspec.labels is not None,
                "derived": vs.derived, "skipped": vs.skipped,
                **({"user_variants": dict(spec_.variant_refs)} if spec_.variant_refs else {})}
     return res
 
+
+
+def model_of(spec_: Any) -> tuple[ModelSpec, dict[str, Any]]:
+    """The model a measurement ``Spec`` names and its identity: ``spec_.model_ref`` (a factory
+    or .pt2 file), else the built-in DLRM of ``spec_.model`` (a ``ModelConfig``) through its
+    factory (:func:`simulator.calibration.model.dlrm_spec`): one path for every model."""
+    if spec_.model_ref is not None:
+        return load_model(spec_.model_ref)
+    from simulator.calibration.model import dlrm_spec
+
+    mspec = dlrm_spec(spec_.model)
+    return mspec, {"factory": f"simulator.calibration.model:build_dlrm_{spec_.model.name}"}
