@@ -54,6 +54,33 @@ def erlang_c_staffing(lam: float, mu: float, t: float, target: float) -> int:
     return c
 
 
+def tandem_mmc_sojourn(lam: float, stations: Sequence[tuple[int, float]]) -> float:
+    """Mean end-to-end time of a tandem of M/M/c stations (``stations``: (servers, mu) each,
+    in order), s: by Burke's theorem each station's departures are Poisson at ``lam``, so
+    (Jackson) the mean sojourn is the sum of the stations' M/M/c sojourns
+    W_q(c, lam, mu) + 1/mu."""
+    return sum(mmc_mean_wait(c, lam, mu) + 1.0 / mu for c, mu in stations)
+
+
+def fork_join_mm1_mean(lam: float, mu: float, k: int = 2) -> float:
+    """Mean response time of a k-way fork-join of identical M/M/1 servers (each request
+    split into k tasks, one per server; it leaves when all k are done), s.
+
+    k = 2 is exact (Flatto and Hahn; Nelson and Tantawi 1988): R_2 = (12 - rho) / 8 x
+    1 / (mu - lam). For k > 2, Nelson and Tantawi's approximation (within ~5% for k <= 32):
+    R_k = [H_k / H_2 + 4/11 (1 - H_k / H_2) rho] R_2, H_k the k-th harmonic number.
+    """
+    rho = lam / mu
+    if rho >= 1:
+        return math.inf
+    r2 = (12 - rho) / 8 / (mu - lam)
+    if k <= 2:
+        return r2 if k == 2 else 1 / (mu - lam)
+    hk = sum(1.0 / i for i in range(1, k + 1))
+    h2 = 1.5
+    return (hk / h2 + 4 / 11 * (1 - hk / h2) * rho) * r2
+
+
 def pk_mean_wait(lam: float, mean_s: float, var_s: float) -> float:
     """Pollaczek-Khinchine mean wait of M/G/1: lambda E[S^2] / (2 (1 - rho)), s."""
     rho = lam * mean_s

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis import cascade_plots as cp
 from analysis import plots
 from analysis import scenario_info as si
 from analysis.results import (
@@ -299,18 +300,21 @@ def _run_figures(run: RunResults, rep: Report, window: Any, colors: dict[str, st
     slos = si.class_slos(sc) or {
         str(k): float(v["slo_ms"]) for k, v in (s.get("classes") or {}).items()
         if isinstance(v, Mapping) and v.get("slo_ms") is not None}
-    if not run.timeseries.empty:
+    ts = run.timeseries
+    if not ts.empty and "unit" in ts:  # a cascade: one end-to-end series for the timeline
+        ts = cp.end_to_end_series(ts)
+    if not ts.empty:
         kw = {"pool_series": run.pool_series, "events": run.events, "slo_ms": slo,
               "start_hour": start_hour, "warmup_s": float(s.get("warmup_s") or 0.0),
               "slo_ms_by_class": slos or None}
-        rep.figures["timeline"] = (plots.peak_timeline(run.timeseries, **kw),
+        rep.figures["timeline"] = (plots.peak_timeline(ts, **kw),
                                    "Whole run: load, fleet (ready, busy, starting), queue and "
                                    "p99 latency vs the SLO; grey: warm-up (not measured).")
         zoom = zoom_window(window, run.scenario or {},
-                           _duration(sc, s.get("sim_duration_s")), run.timeseries)
+                           _duration(sc, s.get("sim_duration_s")), ts)
         if zoom is not None:
             rep.figures["timeline_peak"] = (
-                plots.peak_timeline(run.timeseries, window=zoom, **kw),
+                plots.peak_timeline(ts, window=zoom, **kw),
                 "Zoom on the promotion peak.")
     recs = run.records
     if recs is not None and not recs.empty and "latency_ms" in recs:
@@ -391,6 +395,70 @@ def _compare_figures(res: CompareResults, rep: Report, colors: dict[str, str],
             plots.latency_tail(tail, slos or ({"all requests": slo} if slo else None), colors),
             "Share of completed requests slower than x per policy (log-log, replications "
             "pooled), one panel per class with its SLO.")
+
+
+def _cascade_run(run: RunResults, rep: Report) -> None:
+    """Per-stage breakdown of a cascade run: stacked mean latency, cost per stage, a timeline
+    per stage and the stage table (nothing for a single-stage run)."""
+    s = run.summary
+    if not cp.is_cascade_summary(s):
+        return
+    table = cp.stage_table(s)
+    stages = list(table["stage"])
+    scolors = palette(stages)
+    e2e = (s.get("latency_ms") or {}).get("mean")
+    segs = cp.latency_segments(table)
+    rep.figures["stage_latency"] = (
+        cp.stage_latency(segs, {"run": float(e2e)} if e2e is not None else None, scolors),
+        "Mean latency per stage, stacked in cascade order (network hops hatched); diamond: the "
+        "end-to-end mean latency." + _bottleneck_note(s))
+    rep.figures["stage_cost"] = (
+        cp.stage_cost(table.set_index("stage")[[cp.COST_COL]].T.rename(index={cp.COST_COL:
+                                                                               "run"}),
+                      scolors),
+        "Cost per stage (USD per simulated window: the stage's units' total).")
+    if not run.timeseries.empty and {"stage", "unit"} <= set(run.timeseries.columns):
+        sc = run.scenario_dict
+        rep.figures["stage_timeline"] = (
+            cp.stage_timelines(run.timeseries, stages, warmup_s=float(s.get("warmup_s") or 0.0),
+                               start_hour=si.start_hour(sc)),
+            "Requests in each stage (queued + in service) over time, one line per unit (the "
+            "channels of a fork stage apart); grey: warm-up (not measured).")
+    rep.tables["Stages (cascade, in order)"] = table
+
+
+def _bottleneck_note(s: Mapping[str, Any]) -> str:
+    b = s.get("bottleneck")
+    if isinstance(b, Mapping) and b.get("stage"):
+        why = f" ({b['why']})" if b.get("why") else ""
+        return f" Scale first: stage {b['stage']}{why}."
+    return ""
+
+
+def _cascade_compare(res: CompareResults, rep: Report, colors: dict[str, str]) -> None:
+    """Per-stage breakdown per variant (means over replications): stacked latency and cost,
+    and the stage table (nothing unless the runs have ``stages.*`` columns)."""
+    table = cp.stage_runs_table(res.runs)
+    if table.empty:
+        return
+    stages = list(dict.fromkeys(table["stage"]))
+    scolors = palette(stages)
+    e2e = None
+    if "latency_ms.mean" in res.runs.columns:
+        e2e = pd.to_numeric(res.runs["latency_ms.mean"], errors="coerce").groupby(
+            res.runs["variant"].astype(str), sort=False).mean().to_dict()
+    rep.figures["stage_latency"] = (
+        cp.stage_latency(cp.latency_segments(table, "variant"), e2e, scolors,
+                         title="Mean latency per stage and policy"),
+        "Mean latency per stage per policy (means over replications), stacked in cascade "
+        "order (network hops hatched); diamond: the end-to-end mean latency.")
+    costs = table.pivot(index="variant", columns="stage", values=cp.COST_COL)
+    costs = costs.reindex(index=list(dict.fromkeys(table["variant"])), columns=stages)
+    rep.figures["stage_cost"] = (
+        cp.stage_cost(costs, scolors, title="Cost per stage and policy"),
+        "Mean cost per policy, stacked by stage (USD per simulated window, means over "
+        "replications).")
+    rep.tables["Stages per policy (cascade; means over replications)"] = table
 
 
 def _sweep_figures(res: SweepResults, rep: Report, basis: CostBasis) -> pd.DataFrame:
@@ -525,10 +593,12 @@ def build_report(res: Results | str | Path, *, window: Any = None,
             t = sections_table(res.summary.get(key) or {}, key[:-1] if key == "pools" else "class")
             if not t.empty:
                 rep.tables[title] = t
+        _cascade_run(res, rep)
     elif isinstance(res, CompareResults):
         _compare_figures(res, rep, cmap, basis, window)
         rep.tables[f"Per policy: mean and 95% CI over replications (costs in {basis.label}; "
                    f"{basis.per_day_note})"] = policy_table(res.runs)
+        _cascade_compare(res, rep, cmap)
         _doc_tables(rep, res.compare)
     else:
         pts = _sweep_figures(res, rep, basis)

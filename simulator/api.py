@@ -59,5 +59,11 @@ def run(
     # (kept in memory without records_path): a ScenarioError, never a failure mid-build
     sim = preflight(sc, seed=seed, records=records, records_path=records_path)
     rec = sim.run()
+    if sc.stages is not None:  # a cascade: end-to-end summary, each stage's series
+        from simulator.cascade.summary import build_cascade_summary, cascade_frames
+
+        frames = cascade_frames(rec)
+        return RunResult(sc, build_cascade_summary(rec), frames.pop("timeseries"), None,
+                         frames)
     extras = {"timeseries_pools": rec.pool_series, "events": rec.events}
     return RunResult(sc, build_summary(rec), rec.timeseries, rec.records, extras)

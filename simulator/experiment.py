@@ -63,7 +63,7 @@ def metric_column(name: str) -> str:
 #: top-level sections of summary.json a dotted metric may start with
 SUMMARY_SECTIONS = ("requests", "latency_ms", "queue_wait_ms", "sla", "utilization", "nodes",
                     "cost_usd", "degradation", "batches", "pools", "queues", "classes",
-                    "node_hours")
+                    "node_hours", "stages")
 
 
 def check_metrics(names: Sequence[str], sc: Scenario) -> None:
@@ -91,12 +91,16 @@ def check_metrics(names: Sequence[str], sc: Scenario) -> None:
             raise ValueError(f"unknown metric '{name}': use {', '.join(ALIASES)}, "
                              "wait_exceeds:T_MS or a dotted summary field such as "
                              "sla.violation_rate or classes.<class>.sla.violation_rate")
-        for section, known in (("classes", classes), ("pools", pools)):
+        stages = [x.name for x in sc.stages or []]
+        if head == "stages" and not stages:
+            raise ValueError(f"metric '{name}': the scenario has no stages (a cascade's "
+                             "per-stage figures are stages.<stage>.<field>)")
+        for section, known in (("classes", classes), ("pools", pools), ("stages", stages)):
             if head == section:
                 item = next((k for k in sorted(known, key=len, reverse=True)
                              if rest == k or rest.startswith(k + ".")), None)
                 if item is None:
-                    what = "class" if section == "classes" else "pool"
+                    what = {"classes": "class", "pools": "pool", "stages": "stage"}[section]
                     raise ValueError(f"metric '{name}': no {what} of that name; {section}: "
                                      + ", ".join(known))
 

@@ -144,6 +144,11 @@ def compare_cmd(scenario: Path, variants: tuple[str, ...], baseline: str | None,
         d.add_row(r["variant"], metric_label(r["metric"], r["unit"]), _fmt(r["mean"], r["unit"]),
                   f"[{_fmt(r['lo'], r['unit'])}, {_fmt(r['hi'], r['unit'])}]", r["verdict"])
     console.print(d)
+    if "bottleneck.stage" in res.runs:  # a cascade: the stage to scale first, per variant
+        for name, grp in res.runs.groupby("variant", sort=False):
+            console.print(f"scale first ({name}): stage "
+                          f"{grp['bottleneck.stage'].mode().iat[0]}", markup=False,
+                          highlight=False)
     console.print(f"warm-up: {m['warmup']['method']}, {m['warmup']['warmup_s']:g} s; "
                   f"executor: {m['executor']}", markup=False, highlight=False)
     _print_warnings(res.warnings)
@@ -284,8 +289,9 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
     cons = [c.split("<")[0].split(">")[0] for c in res.meta["constraints"]]
     t = Table(title=f"plan: minimise {objective} s.t. {', '.join(res.meta['constraints'])} "
                     f"({res.simulations} simulations)")
+    cascade = any("bottleneck" in p for p in res.points)  # the stage to scale, per point
     for col in [*keys, "phase", "runs", *res.meta["constraints"], f"{objective} [95% CI]",
-                "lower bound", "decision"]:
+                "lower bound", "decision", *(["scale first"] if cascade else [])]:
         t.add_column(col, justify="right")
     for p in res.points:
         cells = [f"{_num(p['mean'][c])} [{_num(p['ci95'][c][0])}, {_num(p['ci95'][c][1])}]"
@@ -294,7 +300,7 @@ def plan_cmd(scenario: Path, vary: tuple[str, ...], objective: str,
         t.add_row(*[str(p[k]) for k in keys], p.get("phase", ""), str(p["n"]), *cells,
                   f"{_num(p['mean'][objective])} [{_num(p['ci95'][objective][0])}, "
                   f"{_num(p['ci95'][objective][1])}]", "n/a" if lb is None else _num(lb),
-                  p["decision"])
+                  p["decision"], *([p.get("bottleneck", "")] if cascade else []))
     console.print(t)
     if res.skipped:
         s = Table(title="not simulated")

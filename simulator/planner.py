@@ -286,6 +286,8 @@ class _Planner:
                     "ci95": {m: [ci.lo, ci.hi] for m, ci in cis.items()},
                     "n": len(df), "decision": decision, "feasible": decision == "met",
                     "lower_bound": self.lower_bound(point)})
+        if "bottleneck.stage" in df:  # a cascade: the stage to scale first, most often
+            rec["bottleneck"] = str(df["bottleneck.stage"].mode().iat[0])
         if k not in self.evaluated:
             self.order.append(k)
         self.evaluated[k] = rec

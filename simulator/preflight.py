@@ -162,6 +162,8 @@ def preflight(sc: Scenario, *, seed: int | None = None, records: str | None = No
         except ValueError as exc:
             raise ScenarioError(f"{sc.source}: field 'simulation.records': the records given "
                                 f"to the run ({records!r}): {exc}") from None
+    if sc.stages is not None:
+        return _cascade(sc, seed, records)  # type: ignore[return-value]
     curve, trace = _arrival_inputs(sc)
     _check_spot_traces(sc)
     policies = _build_policies(sc)
@@ -170,6 +172,35 @@ def preflight(sc: Scenario, *, seed: int | None = None, records: str | None = No
                    records=records, records_in_memory=in_memory)
     check_resources(sc, est)
     return _assemble(sc, seed, records, records_path)
+
+
+def _cascade(sc: Scenario, seed: int | None, records: str | None) -> Any:
+    """A cascade (``stages``): every unit checked as a single-stage scenario (its own
+    preflight, errors naming the stage), the estimate of all units together checked, and the
+    :class:`~simulator.cascade.simulation.CascadeSimulation` assembled."""
+    import dataclasses
+
+    from simulator.cascade.derive import units_of
+    from simulator.cascade.simulation import CascadeSimulation
+
+    if records not in (None, "none", "auto"):
+        raise ScenarioError(f"{sc.source}: field 'simulation.records': the records given to "
+                            f"the run ({records!r}): a cascade keeps no per-request records yet")
+    units = units_of(sc)
+    est = Estimate()
+    for u in units:
+        e = estimate(u.scenario)
+        est.arrivals = max(est.arrivals, e.arrivals)
+        est.items += [dataclasses.replace(i, field=f"stages.{u.name}: {i.field}")
+                      for i in e.items]
+    check_resources(sc, est)
+    try:
+        return CascadeSimulation(sc, units, seed)
+    except ScenarioError:
+        raise
+    except Exception as exc:
+        raise ScenarioError(f"{sc.source}: field 'stages': the cascade could not be "
+                            f"assembled: {type(exc).__name__}: {exc}") from None
 
 
 def _fail(sc: Scenario, where: str, exc: BaseException) -> ScenarioError:

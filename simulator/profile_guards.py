@@ -82,8 +82,15 @@ def _uses(sc: Scenario) -> list[tuple[str, str, str, str]]:
 
 
 def profile_guards(sc: Scenario) -> list[Guard]:
-    """Every guard-rail finding of a valid scenario (no duplicates, scenario order)."""
+    """Every guard-rail finding of a valid scenario (no duplicates, scenario order); a
+    cascade's, per unit (its stage named in the field)."""
     from simulator.profiles import ProfileError, get_variant, load_profile
+
+    if sc.stages is not None:
+        from simulator.cascade.derive import units_of
+
+        return [Guard(f"stages.{u.name}: {g.field}", g.message, g.kind)
+                for u in units_of(sc) for g in profile_guards(u.scenario)]
 
     need = largest_batch_items(sc)
     found: dict[str, Guard] = {}
@@ -117,6 +124,9 @@ def summary_section(sc: Scenario, max_items_seen: int | None) -> dict[str, Any]:
     """The summary's ``profile_guards``: the largest possible and formed batch (items), each
     profiled pool's measured range, and the guard-rail warnings."""
     from simulator.profiles import ProfileError, get_variant, load_profile
+
+    if sc.stages is not None:  # a cascade's summary merges its units' sections
+        return {}
 
     pools: dict[str, Any] = {}
     for pool, _where, ppath, vname in _uses(sc):

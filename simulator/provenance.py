@@ -64,6 +64,15 @@ def _input_fields(sc: Scenario) -> list[tuple[str, str, str]]:
                           p.service.serving))
         if p.spot is not None and p.spot.trace:
             found.append(("spot_trace", f"cluster.pools.{p.name}.spot.trace", p.spot.trace))
+    for st in sc.stages or []:  # a cascade's stage and channel services
+        svcs = [(f"stages.{st.name}.service", st.service)]
+        svcs += [(f"stages.{st.name}.channels.{c.name}.service", c.service)
+                 for c in st.channels]
+        for where, svc in svcs:
+            if svc is not None and svc.profile:
+                found.append(("profile", f"{where}.profile", svc.profile))
+            if svc is not None and svc.serving:
+                found.append(("serving_profile", f"{where}.serving", svc.serving))
     arr = sc.workload.arrival
     if arr.process == "trace" and arr.trace is not None:
         found.append(("trace", "workload.arrival.trace.path", arr.trace.path))
@@ -90,6 +99,11 @@ def resolved_dump(sc: Scenario) -> dict[str, Any]:
             for k in parts[3:-1]:
                 node = node[k]
             node[parts[-1]] = path
+        elif parts[0] == "stages":  # stages.<stage>[.channels.<channel>].service.<key>
+            node = next(x for x in raw["stages"] if x["name"] == parts[1])
+            if parts[2] == "channels":
+                node = next(x for x in node["channels"] if x["name"] == parts[3])
+            node["service"][parts[-1]] = path
         elif field == "policy.plugins":
             raw["policy"]["plugins"] = [path if x == text else x
                                         for x in raw["policy"]["plugins"]]

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from simulator import calendar_time
+from simulator.cascade.config import StageCfg
 from simulator.policies.registry import PluginError, load_plugins
 from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
     AdmissionCfg,
@@ -72,9 +73,14 @@ class Scenario(_Model):
     policy: PolicyCfg = Field(default_factory=PolicyCfg)
     sla: SlaCfg
     cost: CostCfg = Field(default_factory=CostCfg)
+    stages: list[StageCfg] | None = Field(
+        None, description="a recommendation cascade, in order (recall, pre-ranking, ranking, "
+        "re-ranking): each stage its own pools, service, batching and candidates under the "
+        "end-to-end SLO (sla); absent: one stage, every pool serving it")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")
+    _units: Any = PrivateAttr(default=None)  # a cascade's units (simulator.cascade.derive)
 
     @model_validator(mode="before")
     @classmethod
@@ -89,11 +95,18 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _services(self) -> Scenario:
+        staged = {}  # pool -> its stage's (or channel's) service, in a cascade
+        for st in self.stages or []:
+            for _name, pools, svc, _b in st.units():
+                staged.update({p: svc for p in pools if svc is not None})
         for p in self.cluster.pools:
-            if p.service is None and self.service is None:
+            if p.service is None and self.service is None and p.name not in staged:
                 raise ValueError(
                     f"pool '{p.name}' has no service: add [service] or cluster.pools.service"
+                    + (" (or the service of the stage it serves)" if self.stages else "")
                 )
+        if self.stages:  # each unit's own checks (simulator.cascade) see its services
+            return self
         deg = self.policy.degradation
         if deg.enabled and deg.mode == "variant":
             for p in self.cluster.pools:
@@ -325,6 +338,10 @@ def scenario_from_dict(
     sc._source = source
     sc._base_dir = base_dir
     _check_files(sc)
+    if sc.stages is not None:  # a cascade's structure, each error naming its stage's field
+        from simulator.cascade.check import check_cascade
+
+        check_cascade(sc)
     from simulator.preflight import preflight
 
     # everything the run builds before simulating, and whether it can finish: validate and
@@ -480,6 +497,11 @@ def _timer_slack_advice(sc: Scenario) -> list[str]:
     batcher's (``policy.batching``)."""
     from simulator.serving_profile import ServingProfileError, load_serving_profile
 
+    if sc.stages is not None:
+        from simulator.cascade.derive import units_of
+
+        return [f"stages.{u.name}: {w}" for u in units_of(sc) for w in _timer_slack_advice(
+            u.scenario)]
     b = sc.policy.batching
     params = b.params  # defaults filled in; model_fields_set: what the user gave
     if "timer_slack_ms" not in params or "timer_slack_ms" in b.model_fields_set \

@@ -249,6 +249,12 @@ def format_summary(s: dict[str, Any]) -> Any:
         from rich.text import Text
 
         t.add_row(Text("PROFILE", style="bold yellow"), Text(w, justify="left"))
+    if s.get("stages"):  # a cascade: the stages' breakdown under the end-to-end figures
+        from rich.console import Group
+
+        from simulator.cascade.summary import format_stages
+
+        return Group(t, format_stages(s))
     return t
 
 

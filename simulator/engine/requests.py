@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from itertools import chain
+from typing import Protocol
 
 import numpy as np
 
@@ -39,6 +40,16 @@ PENDING, COMPLETED, DROPPED, TIMED_OUT, SHED = Outcome
 OUTCOME_NAMES = {PENDING: "in_flight", COMPLETED: "completed", DROPPED: "dropped",
                  TIMED_OUT: "timed_out", SHED: "shed_by_cap"}
 Ids = int | range | np.ndarray  # global request ids: one, consecutive, or any
+
+
+class FateListener(Protocol):
+    """Who :meth:`RequestTable.watch` tells each request's fate (a cascade's stage link)."""
+
+    def served_range(self, entry: tuple[int, int, float, float, int]) -> None: ...
+
+    def served_ids(self, ids: np.ndarray, finish_s: float) -> None: ...
+
+    def ended(self, ids: np.ndarray, outcome: Outcome, t_s: np.ndarray) -> None: ...
 
 
 class ChunkView:
@@ -106,6 +117,7 @@ class RequestTable:
         self.served_ids = self._served_ids.append
         self.loaded_until = 0.0  # every arrival before this time is loaded
         self.shed_by_cap = 0  # requests shed by the memory cap (shed()), whole run
+        self._listener: FateListener | None = None  # see watch()
 
     def load_next(self) -> bool:
         """Load the next chunk (after releasing finished ones); False when none is left."""
@@ -219,6 +231,27 @@ class RequestTable:
             return slice(ids.start - self.base, ids.stop - self.base)
         return ids - self.base
 
+    def watch(self, listener: FateListener) -> None:
+        """Tell ``listener`` every request's fate as it is decided: each served batch when it
+        finishes (``served_range`` with the served log's entry ``(first id, end id, start s,
+        finish s, node)``, or ``served_ids(ids, finish_s)``) and ``ended(ids, outcome, t_s)``
+        for every other ending (a cascade hands served requests to its next stage). Call before
+        the run starts: the serving loops take the served log's methods when they start.
+        Without a listener the served log stays the bare list append (the hot path)."""
+        self._listener = listener
+        log, log_ids = self._served.append, self._served_ids.append
+        on_range, on_ids = listener.served_range, listener.served_ids
+
+        def served(entry: tuple[int, int, float, float, int]) -> None:
+            log(entry)
+            on_range(entry)
+
+        def served_ids(entry: tuple[np.ndarray, float, float, int]) -> None:
+            log_ids(entry)
+            on_ids(entry[0], entry[2])
+
+        self.served, self.served_ids = served, served_ids
+
     def end(self, ids: Ids, outcome: Outcome, t_s: float | np.ndarray | None = None) -> None:
         """Requests ``ids`` end now with ``outcome`` at time ``t_s`` (s; a scalar or one per
         id; None: at each request's arrival, as for a rejection at admission).
@@ -232,12 +265,17 @@ class RequestTable:
                 self._ended_twice(np.asarray([ids]))
             self.outcome[i] = outcome
             self.finish[i] = self.t[i] if t_s is None else t_s
+            if self._listener is not None:
+                self._listener.ended(np.asarray([ids]), outcome, self.finish[i:i + 1].copy())
             return
         loc = self._loc(ids)  # type: ignore[arg-type]
         if self.outcome[loc].any():
             self._ended_twice(np.arange(ids.start, ids.stop) if type(ids) is range else ids)
         self.outcome[loc] = outcome
         self.finish[loc] = self.t[loc] if t_s is None else t_s
+        if self._listener is not None:
+            arr = np.arange(ids.start, ids.stop) if type(ids) is range else np.asarray(ids)
+            self._listener.ended(arr, outcome, np.array(self.finish[loc], dtype=float))
 
     def shed(self, ids: range | np.ndarray, cap: int, timeout_s: np.ndarray | None = None,
              floor_s: float = -np.inf) -> None:

@@ -18,6 +18,7 @@ Parts, one owner per concept (docs/architecture.md walks one request through the
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +43,21 @@ from simulator.policies import create
 from simulator.rng import BufferedRandom, stream
 from simulator.scenario import PoolCfg, Scenario, ScenarioError
 from simulator.service import build_service
-from simulator.workload import Workload
+from simulator.workload import Chunk, Workload
 
 
 class Simulation:
     """One run of one scenario with one seed.
 
     ``records``: overrides ``simulation.records``; ``records_path``: stream records to this
-    Parquet file instead of memory.
+    Parquet file instead of memory. ``arrivals``: the requests' chunks when they do not come
+    from the scenario's workload (a cascade stage fed by the stage before it); the workload
+    still gives the classes and the arrival curve a forecast reads.
     """
 
     def __init__(self, sc: Scenario, seed: int | None = None, records: str | None = None,
-                 records_path: Path | None = None) -> None:
+                 records_path: Path | None = None,
+                 arrivals: Iterator[Chunk] | None = None) -> None:
         self.sc = sc
         self.seed = sc.simulation.seed if seed is None else int(seed)
         self.env = env = Clock()
@@ -93,7 +97,8 @@ class Simulation:
                                [p.name for p in self.pools])
         # requests still in flight at duration_s are judged against their SLO then
         self.recorder = Recorder(sc, self.series, self.sink, end_s=self.duration_s)
-        self.table = RequestTable(self.workload.chunks(), self.recorder.on_chunk)
+        self.table = RequestTable(self.workload.chunks() if arrivals is None else arrivals,
+                                  self.recorder.on_chunk)
 
         # serving, dispatch, degradation
         self.server = Server(env, self.table, self.nodes, self.pools,
@@ -209,15 +214,38 @@ class Simulation:
         """Run to ``duration_s``, finish the bookkeeping and return the record."""
         t0 = time.perf_counter()
         try:
-            self.fleet.start()
-            self.dispatcher.start()
-            self.observer.start()
+            self.start()
             self.env.run(until=self.duration_s)
             records = self._finish()
         except BaseException:  # Ctrl-C, SIGTERM (SystemExit), errors: no partial file stays
             self.sink.abort()
             raise
         self.wall_s = time.perf_counter() - t0
+        return self._record(records)
+
+    # a run in steps (a cascade advances its stages together): start, advance ..., finish
+    def start(self) -> None:
+        """Start the fleet, the dispatcher and the observer (time 0)."""
+        self.fleet.start()
+        self.dispatcher.start()
+        self.observer.start()
+
+    def advance(self, until_s: float) -> None:
+        """Process every event before ``until_s`` (s; capped at ``duration_s``); events at
+        ``until_s`` itself wait for the next step, so steps give the same run as one."""
+        until_s = min(until_s, self.duration_s)
+        if until_s > self.env.now:
+            self.env.run(until=until_s)
+
+    def finish(self, wall_s: float = 0.0) -> RunRecord:
+        """After advancing to ``duration_s``: the bookkeeping and the record."""
+        self.advance(self.duration_s)
+        try:
+            records = self._finish()
+        except BaseException:
+            self.sink.abort()
+            raise
+        self.wall_s = wall_s
         return self._record(records)
 
     def _finish(self) -> pd.DataFrame | None:

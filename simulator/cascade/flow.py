@@ -1,0 +1,593 @@
+"""How requests flow through a cascade: each stage's input, its units' fates, its output.
+
+The cascade is feed-forward: a stage never depends on a later one. So every stage (each unit a
+full single-stage :class:`~simulator.engine.simulation.Simulation` with its own clock) runs as
+far as its input is known, and the input of stage k up to time X is known once stage k-1 has
+run to X (less the network hop): a departure is logged when its batch finishes, so after
+running a unit to X every departure before X is known. Nothing is assumed in between: the
+requests of stage k are exactly stage k-1's departures, at their times.
+
+* :class:`OriginSource`: the workload's requests entering stage 1 (each gets its origin id).
+* :class:`StageInput`: builds a stage's arrival chunks from the previous stage's output, window
+  after window; applies the budget-driven degradation (skip the stage, shrink the candidates)
+  as each request gets there; feeds the same chunks to every unit of the stage.
+* :class:`UnitLink`: listens to one unit's request table (served batches, other endings) and
+  maps its request ids back to the rows that entered it.
+* :class:`StageOutput` and :class:`ForkOutput`: a stage's departures before a time, with the
+  candidates each passes on; a fork stage joins its channels (all answered, or each one's
+  join timeout passed).
+* :class:`EndToEnd`: every request's end-to-end fate, statistics and SLA.
+
+Times are seconds of simulated time unless a name says ``_ms``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from simulator.cascade.config import StageCfg
+from simulator.cascade.rows import IdColumns, Rows
+from simulator.engine.requests import COMPLETED, OUTCOME_NAMES, Outcome
+from simulator.metrics import LatencySketch
+from simulator.sections import SizeCfg
+from simulator.workload import Chunk, Workload, sample_sizes
+
+#: rows a stage input gathers into one arrival chunk (more windows are read until then)
+CHUNK_ROWS = 2048
+#: the first window a stage input reads, s; it doubles while windows come back short, up to
+MIN_WINDOW_S, MAX_WINDOW_S = 0.01, 2.0
+
+
+class StageStats:
+    """What one stage saw (measurement window: requests whose end-to-end arrival ``t0`` is at
+    or after the warm-up): requests entering, passed on, skipped, shrunk, lost by reason, and
+    the stage latency (arrival at the stage to departure, ms)."""
+
+    def __init__(self, name: str, warmup_s: float, budget_s: float | None = None) -> None:
+        self.name = name
+        self.warmup_s = warmup_s
+        self.budget_s = budget_s  # the stage's latency budget, s (None: none)
+        self.over_budget = 0  # passed requests whose stage latency exceeded it
+        self.in_transit = 0  # left the stage before the end, reach the next point after it
+        #: with tracing on (tests): per passed request (origin, t_in, t_out, cand_in,
+        #: cand_out), skipped ones with t_out = t_in; the whole run, every request
+        self.trace: list[np.ndarray] | None = None
+        self.inputs: list[np.ndarray] = []  # with tracing: origin ids in the units' id order
+        self.entered = 0
+        self.passed = 0
+        self.skipped = 0
+        self.shrunk = 0
+        self.lost: dict[str, int] = {}
+        self.latency = LatencySketch()
+        self.candidates_in = 0  # sum over entering requests
+        self.candidates_out = 0  # sum over passed requests
+
+
+class EndToEnd:
+    """Every origin request's end-to-end fate (see the module docstring of
+    :mod:`simulator.cascade.summary` for the SLA rule): completed (latency = last departure
+    + its network hop - arrival), lost at a stage, or in flight at the end."""
+
+    PENDING, DONE = 0, 1
+
+    def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int) -> None:
+        self.slo_s = slo_s  # per class, s
+        self.warmup_s = warmup_s
+        self.cols = IdColumns()  # origin id -> row (t0, cls in the row)
+        self._state: deque[np.ndarray] = deque()  # per appended block: done flags
+        self._block_first: deque[int] = deque()
+        self.arrived = np.zeros(n_classes, dtype=np.int64)
+        self.arrived_all = 0
+        self.completed = np.zeros(n_classes, dtype=np.int64)
+        self.violations = np.zeros(n_classes, dtype=np.int64)
+        self.in_flight = np.zeros(n_classes, dtype=np.int64)
+        self.in_flight_violations = np.zeros(n_classes, dtype=np.int64)
+        self.lost: dict[str, np.ndarray] = {}  # "stage: reason" -> per class
+        self.latency = [LatencySketch() for _ in range(n_classes)]
+        self.qloss = np.zeros(n_classes)  # quality lost, summed over completed requests
+        self.degraded = np.zeros(n_classes, dtype=np.int64)  # completed with a loss > 0
+
+    def arrive(self, rows: Rows) -> None:
+        """Origin rows (ids = their ``origin``) entering stage 1."""
+        self.cols.append(rows)
+        self._state.append(np.zeros(len(rows), dtype=np.int8))
+        self._block_first.append(int(rows.origin[0]) if len(rows) else self.cols.end)
+        self.arrived_all += len(rows)
+        m = rows.t0 >= self.warmup_s
+        self.arrived += np.bincount(rows.cls[m], minlength=len(self.arrived))
+
+    def _mark(self, origin: np.ndarray) -> None:
+        """Mark ``origin`` ids done (each once: a second ending is a bug, refused); release
+        leading blocks whose rows are all done."""
+        if not len(origin):
+            return
+        firsts = np.fromiter(self._block_first, dtype=np.int64, count=len(self._block_first))
+        blk = np.searchsorted(firsts, origin, side="right") - 1
+        if (blk < 0).any() or len(np.unique(origin)) != len(origin):
+            raise RuntimeError("an end-to-end request ended twice (or before it arrived)")
+        for b in np.unique(blk):
+            sel = origin[blk == b]
+            st = self._state[b]
+            again = st[sel - firsts[b]] != self.PENDING
+            if again.any():
+                raise RuntimeError(f"end-to-end request {int(sel[again][0])} ended twice")
+            st[sel - firsts[b]] = self.DONE
+        while self._state and self._state[0].all():
+            self._state.popleft()
+            self._block_first.popleft()
+            self.cols.release_below(self._block_first[0] if self._block_first else self.cols.end)
+
+    def complete(self, rows: Rows) -> None:
+        """Rows that left the last stage; ``rows.t``: when the caller has the answer."""
+        self._mark(rows.origin)
+        m = rows.t0 >= self.warmup_s
+        if not m.any():
+            return
+        r = rows.take(m)
+        lat_ms = (r.t - r.t0) * 1e3
+        n = len(self.completed)
+        self.completed += np.bincount(r.cls, minlength=n)
+        late = lat_ms > self.slo_s[r.cls] * 1e3
+        self.violations += np.bincount(r.cls[late], minlength=n)
+        self.qloss += np.bincount(r.cls, weights=r.qloss, minlength=n)
+        self.degraded += np.bincount(r.cls[r.qloss > 0], minlength=n)
+        for c in np.unique(r.cls):
+            self.latency[int(c)].add(lat_ms[r.cls == c])
+
+    def lose(self, rows: Rows, where: str) -> None:
+        """Rows that ended at a stage (``where``: "stage: reason"): violations."""
+        self._mark(rows.origin)
+        m = rows.t0 >= self.warmup_s
+        if not m.any():
+            return
+        per = np.bincount(rows.cls[m], minlength=len(self.completed))
+        self.lost[where] = self.lost.get(where, 0) + per
+        self.violations += per
+
+    def finish(self, end_s: float) -> None:
+        """Requests neither completed nor lost are in flight: violations when older than
+        their SLO at ``end_s``."""
+        firsts = list(self._block_first)
+        for first, st in zip(firsts, self._state, strict=True):
+            pend = np.flatnonzero(st == self.PENDING) + first
+            if not len(pend):
+                continue
+            r = self.cols.get(pend)
+            m = r.t0 >= self.warmup_s
+            n = len(self.completed)
+            self.in_flight += np.bincount(r.cls[m], minlength=n)
+            old = m & ((end_s - r.t0) > self.slo_s[r.cls])
+            self.in_flight_violations += np.bincount(r.cls[old], minlength=n)
+        self.violations += self.in_flight_violations
+
+
+class OriginSource:
+    """The workload's requests as rows entering stage 1, in arrival order; ``collect(Y)``
+    returns those arriving in [the last Y, Y)."""
+
+    def __init__(self, workload: Workload, e2e: EndToEnd) -> None:
+        self._chunks = workload.chunks()
+        self._e2e = e2e
+        self._held = Rows.empty()
+        self._loaded_until = 0.0
+        self._next_origin = 0
+        self._done = False
+
+    def collect(self, until_s: float) -> Rows:
+        while not self._done and self._loaded_until < until_s:
+            try:
+                ch = next(self._chunks)
+            except StopIteration:
+                self._done = True
+                break
+            n = len(ch.time)
+            ids = np.arange(self._next_origin, self._next_origin + n, dtype=np.int64)
+            self._next_origin += n
+            rows = Rows(ch.time.astype(np.float64), ids, ch.time.astype(np.float64),
+                        ch.cls.astype(np.int16), ch.size.astype(np.int64), np.zeros(n))
+            self._e2e.arrive(rows)
+            self._held = Rows.concat([self._held, rows])
+            self._loaded_until = ch.t1
+        out, self._held = self._held.split(until_s)
+        return out
+
+
+class UnitLink:
+    """One unit's fates (a :class:`~simulator.engine.requests.FateListener`) and its rows.
+
+    Served batches are logged as they finish (the hot path: one list append per batch);
+    :meth:`take` turns those before a time into rows. Other endings: completed (a cached
+    answer) counts as a departure, the rest as a loss.
+    """
+
+    def __init__(self, name: str, sim: Any, cand_out: SizeCfg | None, expands: bool,
+                 rng: np.random.Generator, releases: bool = True) -> None:
+        self.name = name
+        self.sim = sim
+        self._releases = releases  # False for a fork's channels: the join releases their rows
+        self.rows = IdColumns()  # unit request id -> row at entry
+        self._cand_out = cand_out
+        self._expands = expands
+        self._rng = rng
+        # served batches of consecutive ids: the served log's entries (first, end, start,
+        # finish, node), appended as they are (the hot path: one append per batch)
+        self._ranges: list[tuple[int, int, float, float, int]] = []
+        self.served_range = self._ranges.append  # the FateListener methods
+        self._id_batches: list[tuple[np.ndarray, float]] = []  # batches of any ids
+        self._late: list[tuple[np.ndarray, np.ndarray]] = []  # completed via end()
+        self._lost: list[tuple[np.ndarray, int, np.ndarray, float]] = []
+        sim.table.watch(self)
+
+    def served_ids(self, ids: np.ndarray, finish_s: float) -> None:
+        self._id_batches.append((ids, finish_s))
+
+    def ended(self, ids: np.ndarray, outcome: Outcome, t_s: np.ndarray) -> None:
+        if outcome == COMPLETED:
+            self._late.append((ids, t_s))
+        else:
+            self._lost.append((ids, int(outcome), t_s, float(self.sim.env.now)))
+
+    def candidates(self, cand_in: np.ndarray) -> np.ndarray:
+        """Candidates passed on by departing requests that brought ``cand_in``."""
+        if self._cand_out is None:
+            return cand_in
+        out = sample_sizes(self._cand_out, self._rng, len(cand_in))
+        return out if self._expands else np.minimum(out, cand_in)
+
+    def take(self, before_s: float, floor_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(unit ids, departure times) of the departures before ``before_s``, in time order;
+        a departure learnt after its window passed (a cached answer found late) is moved to
+        ``floor_s``. Those at or after ``before_s`` stay for the next call."""
+        ids_parts, t_parts = [], []
+        if self._ranges:
+            e = np.array(self._ranges, dtype=float)  # (n, 5): first, end, start, finish, node
+            now = e[:, 3] < before_s
+            if not now.all():
+                self._ranges = [x for x, m in zip(self._ranges, now.tolist(), strict=True)
+                                if not m]
+            else:
+                self._ranges.clear()
+            e = e[now]
+            if len(e):
+                first = e[:, 0].astype(np.int64)
+                lens = e[:, 1].astype(np.int64) - first
+                offs = np.cumsum(lens) - lens
+                ids_parts.append(np.repeat(first - offs, lens) + np.arange(int(lens.sum())))
+                t_parts.append(np.repeat(np.maximum(e[:, 3], floor_s), lens))
+        keep = []
+        for ids, f in self._id_batches:
+            if f < before_s:
+                ids_parts.append(np.asarray(ids, dtype=np.int64))
+                t_parts.append(np.full(len(ids), max(f, floor_s)))
+            else:
+                keep.append((ids, f))
+        self._id_batches = keep
+        late_keep = []
+        for ids, t in self._late:
+            m = t < before_s
+            if m.any():
+                ids_parts.append(ids[m])
+                t_parts.append(np.maximum(t[m], floor_s))
+            if (~m).any():
+                late_keep.append((ids[~m], t[~m]))
+        self._late = late_keep
+        if not ids_parts:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        ids_a = np.concatenate(ids_parts)
+        t_a = np.concatenate(t_parts)
+        order = np.lexsort((ids_a, t_a))
+        return ids_a[order], t_a[order]
+
+    def take_lost(self) -> list[tuple[np.ndarray, int, np.ndarray, float]]:
+        """Losses since the last call: (unit ids, outcome, end times, when learnt)."""
+        out, self._lost = self._lost, []
+        return out
+
+    def release(self) -> None:
+        """Rows of requests the unit's table has let go (all ended) are not needed (a fork's
+        channels keep them until the join has used them)."""
+        if self._releases:
+            self.rows.release_below(self.oldest_unread())
+
+    def oldest_unread(self) -> int:
+        """The lowest id the link may still read: the table's oldest held request, or an
+        older one whose fate is logged but not yet taken (the table lets a request go as soon
+        as it has ended; the cascade reads its departure at its next step)."""
+        low = self.sim.table.base
+        if self._ranges:
+            low = min(low, min(e[0] for e in self._ranges))
+        for part in (*self._id_batches, *self._late, *self._lost):
+            if len(part[0]):
+                low = min(low, int(np.min(part[0])))
+        return low
+
+
+class StageInput:
+    """Stage k's arrival chunks (see the module docstring), one generator per unit."""
+
+    def __init__(self, k: int, cfg: StageCfg, upstream: Any, n_units: int,
+                 slo_s: np.ndarray, duration_s: float, stats: StageStats,
+                 links: list[UnitLink], skip_rng: np.random.Generator,
+                 first_stage: bool) -> None:
+        self.k = k
+        self.cfg = cfg
+        self.upstream = upstream  # .collect(until_s) -> Rows (arrival times at this stage)
+        self.slo_s = slo_s
+        self.duration_s = duration_s
+        self.stats = stats
+        self.links = links
+        self.horizon = 0.0  # every input row before this time has been made
+        self._queues: list[deque[Chunk]] = [deque() for _ in range(n_units)]
+        self._skipped = Rows.empty()  # skipped rows not yet taken by the output
+        self._skip_rng = skip_rng
+        self._window = MIN_WINDOW_S
+        deg = cfg.degrade
+        self._skip_s = None if deg.skip_below_ms is None or first_stage else \
+            deg.skip_below_ms / 1e3
+        self._shrink_s = None if deg.shrink_below_ms is None else deg.shrink_below_ms / 1e3
+
+    def chunks(self, u: int) -> Iterator[Chunk]:
+        """Unit ``u``'s arrival chunks (made on demand, window after window)."""
+        q = self._queues[u]
+        while True:
+            while not q:
+                if self.horizon >= self.duration_s:
+                    return
+                self._make()
+            yield q.popleft()
+
+    def ensure(self, until_s: float) -> None:
+        """Make the input up to ``until_s`` (the skipped rows in it are then known)."""
+        while self.horizon < min(until_s, self.duration_s):
+            self._make()
+
+    def take_skipped(self, before_s: float) -> Rows:
+        out, self._skipped = self._skipped.split(before_s)
+        return out
+
+    def _make(self) -> None:
+        """The next window [horizon, h2): read until it holds CHUNK_ROWS rows or spans
+        MAX_WINDOW_S (windows adapt to the rate)."""
+        h = self.horizon
+        parts: list[Rows] = []
+        got = 0
+        h2 = h
+        while got < CHUNK_ROWS and h2 - h < MAX_WINDOW_S and h2 < self.duration_s:
+            nxt = min(h2 + self._window, self.duration_s)
+            rows = self.upstream.collect(nxt)
+            parts.append(rows)
+            got += len(rows)
+            h2 = nxt
+            if got < CHUNK_ROWS // 4:
+                self._window = min(self._window * 2, MAX_WINDOW_S)
+            elif got > CHUNK_ROWS:
+                self._window = max(self._window / 2, MIN_WINDOW_S)
+        rows = Rows.concat(parts).sorted()
+        self.horizon = h2
+        rows = self._degrade(rows)
+        if self.stats.trace is not None:  # the units' request ids are this order's indices
+            self.stats.inputs.append(rows.origin.copy())
+        for link in self.links:
+            link.release()
+            link.rows.append(rows)
+        chunk = Chunk(h, h2, rows.t, rows.cls, np.maximum(rows.cand, 1))
+        for q in self._queues:
+            q.append(chunk)
+
+    def _degrade(self, rows: Rows) -> Rows:
+        """Count the rows entering; skip or shrink by the budget left; return those served."""
+        if not len(rows):
+            return rows
+        st = self.stats
+        m = rows.t0 >= st.warmup_s
+        st.entered += int(m.sum())
+        st.candidates_in += int(rows.cand[m].sum())
+        if self._skip_s is None and self._shrink_s is None:
+            return rows
+        left = self.slo_s[rows.cls] - (rows.t - rows.t0)
+        if self._skip_s is not None:
+            skip = left < self._skip_s
+            if skip.any():
+                sk = rows.take(skip)
+                sk.qloss = sk.qloss + self.cfg.degrade.skip_quality_loss
+                cand_in = sk.cand
+                sk.cand = _cut(self.cfg, sk.cand, self._skip_rng)
+                if st.trace is not None:
+                    st.trace.append(np.column_stack([sk.origin, sk.t, sk.t, cand_in, sk.cand]))
+                st.skipped += int((sk.t0 >= st.warmup_s).sum())
+                self._skipped = Rows.concat([self._skipped, sk])
+                rows, left = rows.take(~skip), left[~skip]
+        if self._shrink_s is not None and len(rows):
+            shrink = left < self._shrink_s
+            if shrink.any():
+                rows.cand = rows.cand.copy()
+                rows.qloss = rows.qloss.copy()
+                rows.cand[shrink] = np.maximum(
+                    1, np.ceil(rows.cand[shrink] * self.cfg.degrade.shrink_to)).astype(np.int64)
+                rows.qloss[shrink] += self.cfg.degrade.shrink_quality_loss
+                st.shrunk += int((shrink & (rows.t0 >= st.warmup_s)).sum())
+        return rows
+
+
+def _cut(cfg: StageCfg, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Candidates of a request that skips the stage: cut to the stage's output count."""
+    if cfg.candidates_out is None:
+        return cand
+    out = sample_sizes(cfg.candidates_out, rng, len(cand))
+    return out if cfg.expands else np.minimum(out, cand)
+
+
+class StageOutput:
+    """A stage with one unit: its departures (and skipped rows) before a time, as arrivals at
+    the next point (``+ network_ms``)."""
+
+    def __init__(self, cfg: StageCfg, link: UnitLink, stage_in: StageInput, stats: StageStats,
+                 e2e: EndToEnd) -> None:
+        self.cfg = cfg
+        self.link = link
+        self.input = stage_in
+        self.stats = stats
+        self.e2e = e2e
+        self.net_s = cfg.network_ms / 1e3
+        self._upto = 0.0
+
+    def collect(self, until_s: float) -> Rows:
+        """Rows reaching the next point in [the last until_s, until_s)."""
+        y = until_s - self.net_s  # departures before y arrive before until_s
+        if y <= self._upto:
+            return Rows.empty()
+        floor = self._upto
+        self.link.sim.advance(y)
+        self.input.ensure(y)
+        ids, t = self.link.take(y, floor)
+        for lids, outcome, _t_end, _learnt in self.link.take_lost():
+            lost = self.link.rows.get(lids)
+            _lose(self.stats, self.e2e, lost, f"{self.cfg.name}: {OUTCOME_NAMES[outcome]}")
+        entry = self.link.rows.get(ids)
+        dep = Rows(t, entry.origin, entry.t0, entry.cls, self.link.candidates(entry.cand),
+                   entry.qloss)
+        _passed(self.stats, dep, t - entry.t, entry.cand)
+        out = Rows.concat([dep, self.input.take_skipped(y)]).sorted()
+        self._upto = y
+        out.t = out.t + self.net_s
+        return out
+
+
+class ForkOutput:
+    """A fork stage: its channels' answers joined per request. A request leaves the join when
+    every channel has answered, lost it, or passed its ``timeout_ms`` (the join stops
+    waiting: ``t_in + timeout``), at the latest of those times; it brings the sum of the
+    candidates of the channels that answered in time (cut to the stage's ``candidates_out``
+    when given). A request no channel answered in time is lost (``no candidates``)."""
+
+    def __init__(self, cfg: StageCfg, links: list[UnitLink], timeouts_s: list[float],
+                 stage_in: StageInput, stats: StageStats, e2e: EndToEnd,
+                 cut_rng: np.random.Generator) -> None:
+        self.cfg = cfg
+        self.links = links
+        self.timeouts_s = np.asarray(timeouts_s, dtype=float)  # inf: waits for it
+        self.input = stage_in
+        self.stats = stats
+        self.e2e = e2e
+        self.net_s = cfg.network_ms / 1e3
+        self._cut_rng = cut_rng
+        self._upto = 0.0
+        # join state by unit request id (the channels share ids: they get the same chunks)
+        self._t = np.empty(0)  # latest resolution time so far
+        self._cand = np.empty(0, dtype=np.int64)
+        self._done = np.empty((len(links), 0), dtype=bool)
+        self._emitted = np.empty(0, dtype=bool)
+        self._base = 0
+
+    def _grow(self, end: int) -> None:
+        n = end - self._base - len(self._t)
+        if n > 0:
+            self._t = np.concatenate([self._t, np.full(n, -np.inf)])
+            self._cand = np.concatenate([self._cand, np.zeros(n, dtype=np.int64)])
+            self._done = np.concatenate([self._done, np.zeros((len(self.links), n), bool)],
+                                        axis=1)
+            self._emitted = np.concatenate([self._emitted, np.zeros(n, dtype=bool)])
+
+    def collect(self, until_s: float) -> Rows:
+        y = until_s - self.net_s
+        if y <= self._upto:
+            return Rows.empty()
+        for link in self.links:
+            link.sim.advance(y)
+        self.input.ensure(y)
+        rows0 = self.links[0].rows
+        self._grow(rows0.end)
+        for c, link in enumerate(self.links):
+            ids, t = link.take(y, self._upto)
+            late = ids < self._base  # answered after the join let the request go and forgot it
+            if late.any():
+                ids, t = ids[~late], t[~late]
+            if len(ids):
+                loc = ids - self._base
+                entry = rows0.get(ids)
+                in_time = t <= entry.t + self.timeouts_s[c]
+                fresh = ~self._done[c, loc]
+                use = in_time & fresh
+                got = link.candidates(entry.cand)
+                np.add.at(self._cand, loc[use], got[use])
+                res_t = np.minimum(t, entry.t + self.timeouts_s[c])
+                np.maximum.at(self._t, loc[fresh], res_t[fresh])
+                self._done[c, loc] = True
+            for lids_all, _outcome, _t_end, learnt in link.take_lost():
+                lids = lids_all[lids_all >= self._base]
+                loc = lids - self._base
+                entry = rows0.get(lids)
+                fresh = ~self._done[c, loc]
+                res_t = np.minimum(learnt, entry.t + self.timeouts_s[c])
+                np.maximum.at(self._t, loc[fresh], res_t[fresh])
+                self._done[c, loc] = True
+        # the join stops waiting for a channel at t_in + its timeout
+        n_held = rows0.end - self._base
+        if n_held:
+            t_in = rows0.get(range(self._base, rows0.end)).t
+            for c in range(len(self.links)):
+                if math.isfinite(self.timeouts_s[c]):
+                    late = ~self._done[c, :n_held] & (t_in + self.timeouts_s[c] < y)
+                    if late.any():
+                        np.maximum.at(self._t, np.flatnonzero(late),
+                                      (t_in + self.timeouts_s[c])[late])
+                        self._done[c, :n_held][late] = True
+        ready = self._done[:, :n_held].all(axis=0) & ~self._emitted[:n_held] \
+            & (self._t[:n_held] < y)
+        loc = np.flatnonzero(ready)
+        self._emitted[loc] = True
+        entry = rows0.get(loc + self._base)
+        t_join = np.maximum(self._t[loc], entry.t)
+        cand = self._cand[loc]
+        if self.cfg.candidates_out is not None and len(cand):
+            cap = sample_sizes(self.cfg.candidates_out, self._cut_rng, len(cand))
+            cand = np.minimum(cand, cap)
+        none = cand <= 0
+        if none.any():
+            _lose(self.stats, self.e2e, entry.take(none), f"{self.cfg.name}: no candidates")
+        ok = ~none
+        dep = Rows(t_join[ok], entry.origin[ok], entry.t0[ok], entry.cls[ok], cand[ok],
+                   entry.qloss[ok])
+        _passed(self.stats, dep, t_join[ok] - entry.t[ok], entry.cand[ok])
+        out = Rows.concat([dep, self.input.take_skipped(y)]).sorted()
+        self._upto = y
+        self._release()
+        out.t = out.t + self.net_s
+        return out
+
+    def _release(self) -> None:
+        """Drop the join state of the emitted prefix."""
+        n = int(np.argmin(self._emitted)) if not self._emitted.all() else len(self._emitted)
+        if n < 4096:
+            return
+        self._t, self._cand = self._t[n:], self._cand[n:]
+        self._done, self._emitted = self._done[:, n:], self._emitted[n:]
+        self._base += n
+        for link in self.links:
+            link.rows.release_below(self._base)
+
+
+def _passed(st: StageStats, dep: Rows, stage_s: np.ndarray, cand_in: np.ndarray) -> None:
+    if st.trace is not None:
+        st.trace.append(np.column_stack([dep.origin, dep.t - stage_s, dep.t, cand_in,
+                                         dep.cand]))
+    m = dep.t0 >= st.warmup_s
+    st.passed += int(m.sum())
+    st.candidates_out += int(dep.cand[m].sum())
+    st.latency.add(stage_s[m] * 1e3)
+    if st.budget_s is not None:
+        st.over_budget += int((stage_s[m] > st.budget_s).sum())
+
+
+def _lose(st: StageStats, e2e: EndToEnd, rows: Rows, where: str) -> None:
+    m = rows.t0 >= st.warmup_s
+    reason = where.split(": ", 1)[1]
+    st.lost[reason] = st.lost.get(reason, 0) + int(m.sum())
+    e2e.lose(rows, where)
+
+
