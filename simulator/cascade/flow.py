@@ -368,6 +368,11 @@ class StageInput:
             elif got > CHUNK_ROWS:
                 self._window = max(self._window / 2, MIN_WINDOW_S)
         rows = Rows.concat(parts).sorted()
+        if len(rows) and (rows.t[0] < h - 1e-9 or rows.t[-1] >= h2 + 1e-9):
+            # the previous stage handed on a request outside the window it was asked for: a
+            # broken link would make the unit wait for it forever; say so instead
+            raise RuntimeError(f"stage {self.cfg.name}: arrivals at {rows.t[0]!r}..{rows.t[-1]!r}"
+                               f" s outside the window [{h!r}, {h2!r}) s")
         self.horizon = h2
         rows = self._degrade(rows)
         if self.stats.trace is not None:  # the units' request ids are this order's indices
