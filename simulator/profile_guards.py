@@ -81,10 +81,25 @@ def _uses(sc: Scenario) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _loaded_uses(sc: Scenario) -> list[tuple[str, str, str, str, Any, Any, Any]]:
+    """:func:`_uses` with each profile's resolved path, the profile and the variant read
+    (those that cannot be read are left out: the scenario's own checks name them)."""
+    from simulator.profiles import ProfileError, get_variant, load_profile
+
+    out = []
+    for pool, where, ppath, vname in _uses(sc):
+        path = sc.resolve_path(ppath)
+        try:
+            prof = load_profile(path)
+            out.append((pool, where, ppath, vname, path, prof, get_variant(prof, vname, path)))
+        except ProfileError:
+            continue
+    return out
+
+
 def profile_guards(sc: Scenario) -> list[Guard]:
     """Every guard-rail finding of a valid scenario (no duplicates, scenario order); a
     cascade's, per unit (its stage named in the field)."""
-    from simulator.profiles import ProfileError, get_variant, load_profile
 
     if sc.stages is not None:
         from simulator.cascade.derive import units_of
@@ -94,13 +109,7 @@ def profile_guards(sc: Scenario) -> list[Guard]:
 
     need = largest_batch_items(sc)
     found: dict[str, Guard] = {}
-    for pool, where, ppath, vname in _uses(sc):
-        path = sc.resolve_path(ppath)
-        try:
-            prof = load_profile(path)
-            v = get_variant(prof, vname, path)
-        except ProfileError:  # the scenario's own checks name it
-            continue
+    for pool, where, ppath, vname, path, prof, v in _loaded_uses(sc):
         if prof.purpose == "test":
             msg = (f"profile '{prof.name}' ({ppath}) is a test profile (calibrate --quick, "
                    "purpose 'test'): measured with few sizes and repetitions, not for capacity "
@@ -123,19 +132,12 @@ def profile_guards(sc: Scenario) -> list[Guard]:
 def summary_section(sc: Scenario, max_items_seen: int | None) -> dict[str, Any]:
     """The summary's ``profile_guards``: the largest possible and formed batch (items), each
     profiled pool's measured range, and the guard-rail warnings."""
-    from simulator.profiles import ProfileError, get_variant, load_profile
 
     if sc.stages is not None:  # a cascade's summary merges its units' sections
         return {}
 
     pools: dict[str, Any] = {}
-    for pool, _where, ppath, vname in _uses(sc):
-        path = sc.resolve_path(ppath)
-        try:
-            prof = load_profile(path)
-            v = get_variant(prof, vname, path)
-        except ProfileError:
-            continue
+    for pool, _where, _ppath, vname, _path, prof, v in _loaded_uses(sc):
         entry = pools.setdefault(pool, {"profile": prof.name, "purpose": prof.purpose,
                                         "measured_max_items": {}})
         entry["measured_max_items"][vname] = max(v.batch_sizes)

@@ -16,7 +16,7 @@ requests of stage k are exactly stage k-1's departures, at their times.
 * :class:`StageOutput` and :class:`ForkOutput`: a stage's departures before a time, with the
   candidates each passes on; a fork stage joins its channels (all answered, or each one's
   join timeout passed).
-* :class:`EndToEnd`: every request's end-to-end fate, statistics and SLA.
+What the stages and the whole funnel count is :mod:`simulator.cascade.stats`.
 
 Times are seconds of simulated time unless a name says ``_ms``.
 """
@@ -32,8 +32,8 @@ import numpy as np
 
 from simulator.cascade.config import StageCfg
 from simulator.cascade.rows import IdColumns, Rows
+from simulator.cascade.stats import EndToEnd, StageStats, lose, passed
 from simulator.engine.requests import COMPLETED, OUTCOME_NAMES, Outcome
-from simulator.metrics import LatencySketch
 from simulator.sections import SizeCfg
 from simulator.workload import Chunk, Workload, sample_sizes
 
@@ -41,129 +41,6 @@ from simulator.workload import Chunk, Workload, sample_sizes
 CHUNK_ROWS = 2048
 #: the first window a stage input reads, s; it doubles while windows come back short, up to
 MIN_WINDOW_S, MAX_WINDOW_S = 0.01, 2.0
-
-
-class StageStats:
-    """What one stage saw (measurement window: requests whose end-to-end arrival ``t0`` is at
-    or after the warm-up): requests entering, passed on, skipped, shrunk, lost by reason, and
-    the stage latency (arrival at the stage to departure, ms)."""
-
-    def __init__(self, name: str, warmup_s: float, budget_s: float | None = None) -> None:
-        self.name = name
-        self.warmup_s = warmup_s
-        self.budget_s = budget_s  # the stage's latency budget, s (None: none)
-        self.over_budget = 0  # passed requests whose stage latency exceeded it
-        self.in_transit = 0  # left the stage before the end, reach the next point after it
-        #: with tracing on (tests): per passed request (origin, t_in, t_out, cand_in,
-        #: cand_out), skipped ones with t_out = t_in; the whole run, every request
-        self.trace: list[np.ndarray] | None = None
-        self.inputs: list[np.ndarray] = []  # with tracing: origin ids in the units' id order
-        self.entered = 0
-        self.passed = 0
-        self.skipped = 0
-        self.shrunk = 0
-        self.lost: dict[str, int] = {}
-        self.latency = LatencySketch()
-        self.candidates_in = 0  # sum over entering requests
-        self.candidates_out = 0  # sum over passed requests
-
-
-class EndToEnd:
-    """Every origin request's end-to-end fate (see the module docstring of
-    :mod:`simulator.cascade.summary` for the SLA rule): completed (latency = last departure
-    + its network hop - arrival), lost at a stage, or in flight at the end."""
-
-    PENDING, DONE = 0, 1
-
-    def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int) -> None:
-        self.slo_s = slo_s  # per class, s
-        self.warmup_s = warmup_s
-        self.cols = IdColumns()  # origin id -> row (t0, cls in the row)
-        self._state: deque[np.ndarray] = deque()  # per appended block: done flags
-        self._block_first: deque[int] = deque()
-        self.arrived = np.zeros(n_classes, dtype=np.int64)
-        self.arrived_all = 0
-        self.completed = np.zeros(n_classes, dtype=np.int64)
-        self.violations = np.zeros(n_classes, dtype=np.int64)
-        self.in_flight = np.zeros(n_classes, dtype=np.int64)
-        self.in_flight_violations = np.zeros(n_classes, dtype=np.int64)
-        self.lost: dict[str, np.ndarray] = {}  # "stage: reason" -> per class
-        self.latency = [LatencySketch() for _ in range(n_classes)]
-        self.qloss = np.zeros(n_classes)  # quality lost, summed over completed requests
-        self.degraded = np.zeros(n_classes, dtype=np.int64)  # completed with a loss > 0
-
-    def arrive(self, rows: Rows) -> None:
-        """Origin rows (ids = their ``origin``) entering stage 1."""
-        self.cols.append(rows)
-        self._state.append(np.zeros(len(rows), dtype=np.int8))
-        self._block_first.append(int(rows.origin[0]) if len(rows) else self.cols.end)
-        self.arrived_all += len(rows)
-        m = rows.t0 >= self.warmup_s
-        self.arrived += np.bincount(rows.cls[m], minlength=len(self.arrived))
-
-    def _mark(self, origin: np.ndarray) -> None:
-        """Mark ``origin`` ids done (each once: a second ending is a bug, refused); release
-        leading blocks whose rows are all done."""
-        if not len(origin):
-            return
-        firsts = np.fromiter(self._block_first, dtype=np.int64, count=len(self._block_first))
-        blk = np.searchsorted(firsts, origin, side="right") - 1
-        if (blk < 0).any() or len(np.unique(origin)) != len(origin):
-            raise RuntimeError("an end-to-end request ended twice (or before it arrived)")
-        for b in np.unique(blk):
-            sel = origin[blk == b]
-            st = self._state[b]
-            again = st[sel - firsts[b]] != self.PENDING
-            if again.any():
-                raise RuntimeError(f"end-to-end request {int(sel[again][0])} ended twice")
-            st[sel - firsts[b]] = self.DONE
-        while self._state and self._state[0].all():
-            self._state.popleft()
-            self._block_first.popleft()
-            self.cols.release_below(self._block_first[0] if self._block_first else self.cols.end)
-
-    def complete(self, rows: Rows) -> None:
-        """Rows that left the last stage; ``rows.t``: when the caller has the answer."""
-        self._mark(rows.origin)
-        m = rows.t0 >= self.warmup_s
-        if not m.any():
-            return
-        r = rows.take(m)
-        lat_ms = (r.t - r.t0) * 1e3
-        n = len(self.completed)
-        self.completed += np.bincount(r.cls, minlength=n)
-        late = lat_ms > self.slo_s[r.cls] * 1e3
-        self.violations += np.bincount(r.cls[late], minlength=n)
-        self.qloss += np.bincount(r.cls, weights=r.qloss, minlength=n)
-        self.degraded += np.bincount(r.cls[r.qloss > 0], minlength=n)
-        for c in np.unique(r.cls):
-            self.latency[int(c)].add(lat_ms[r.cls == c])
-
-    def lose(self, rows: Rows, where: str) -> None:
-        """Rows that ended at a stage (``where``: "stage: reason"): violations."""
-        self._mark(rows.origin)
-        m = rows.t0 >= self.warmup_s
-        if not m.any():
-            return
-        per = np.bincount(rows.cls[m], minlength=len(self.completed))
-        self.lost[where] = self.lost.get(where, 0) + per
-        self.violations += per
-
-    def finish(self, end_s: float) -> None:
-        """Requests neither completed nor lost are in flight: violations when older than
-        their SLO at ``end_s``."""
-        firsts = list(self._block_first)
-        for first, st in zip(firsts, self._state, strict=True):
-            pend = np.flatnonzero(st == self.PENDING) + first
-            if not len(pend):
-                continue
-            r = self.cols.get(pend)
-            m = r.t0 >= self.warmup_s
-            n = len(self.completed)
-            self.in_flight += np.bincount(r.cls[m], minlength=n)
-            old = m & ((end_s - r.t0) > self.slo_s[r.cls])
-            self.in_flight_violations += np.bincount(r.cls[old], minlength=n)
-        self.violations += self.in_flight_violations
 
 
 class OriginSource:
@@ -452,11 +329,11 @@ class StageOutput:
         ids, t = self.link.take(y, floor)
         for lids, outcome, _t_end, _learnt in self.link.take_lost():
             lost = self.link.rows.get(lids)
-            _lose(self.stats, self.e2e, lost, f"{self.cfg.name}: {OUTCOME_NAMES[outcome]}")
+            lose(self.stats, self.e2e, lost, f"{self.cfg.name}: {OUTCOME_NAMES[outcome]}")
         entry = self.link.rows.get(ids)
         dep = Rows(t, entry.origin, entry.t0, entry.cls, self.link.candidates(entry.cand),
                    entry.qloss)
-        _passed(self.stats, dep, t - entry.t, entry.cand)
+        passed(self.stats, dep, t - entry.t, entry.cand)
         out = Rows.concat([dep, self.input.take_skipped(y)]).sorted()
         self._upto = y
         out.t = out.t + self.net_s
@@ -554,11 +431,11 @@ class ForkOutput:
             cand = np.minimum(cand, cap)
         none = cand <= 0
         if none.any():
-            _lose(self.stats, self.e2e, entry.take(none), f"{self.cfg.name}: no candidates")
+            lose(self.stats, self.e2e, entry.take(none), f"{self.cfg.name}: no candidates")
         ok = ~none
         dep = Rows(t_join[ok], entry.origin[ok], entry.t0[ok], entry.cls[ok], cand[ok],
                    entry.qloss[ok])
-        _passed(self.stats, dep, t_join[ok] - entry.t[ok], entry.cand[ok])
+        passed(self.stats, dep, t_join[ok] - entry.t[ok], entry.cand[ok])
         out = Rows.concat([dep, self.input.take_skipped(y)]).sorted()
         self._upto = y
         self._release()
@@ -575,24 +452,3 @@ class ForkOutput:
         self._base += n
         for link in self.links:
             link.rows.release_below(self._base)
-
-
-def _passed(st: StageStats, dep: Rows, stage_s: np.ndarray, cand_in: np.ndarray) -> None:
-    if st.trace is not None:
-        st.trace.append(np.column_stack([dep.origin, dep.t - stage_s, dep.t, cand_in,
-                                         dep.cand]))
-    m = dep.t0 >= st.warmup_s
-    st.passed += int(m.sum())
-    st.candidates_out += int(dep.cand[m].sum())
-    st.latency.add(stage_s[m] * 1e3)
-    if st.budget_s is not None:
-        st.over_budget += int((stage_s[m] > st.budget_s).sum())
-
-
-def _lose(st: StageStats, e2e: EndToEnd, rows: Rows, where: str) -> None:
-    m = rows.t0 >= st.warmup_s
-    reason = where.split(": ", 1)[1]
-    st.lost[reason] = st.lost.get(reason, 0) + int(m.sum())
-    e2e.lose(rows, where)
-
-

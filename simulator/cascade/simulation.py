@@ -16,15 +16,8 @@ from typing import Any
 import numpy as np
 
 from simulator.cascade.derive import Unit, unit_seed
-from simulator.cascade.flow import (
-    EndToEnd,
-    ForkOutput,
-    OriginSource,
-    StageInput,
-    StageOutput,
-    StageStats,
-    UnitLink,
-)
+from simulator.cascade.flow import ForkOutput, OriginSource, StageInput, StageOutput, UnitLink
+from simulator.cascade.stats import EndToEnd, StageStats
 from simulator.engine import Simulation
 from simulator.engine.record import RunRecord
 from simulator.rng import stream
