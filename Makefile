@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo test test-slow lint bench clean
+.PHONY: install install-dev demo test test-slow lint bench compare-hardware clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,12 @@ install-dev: $(DEV_STAMP)
 ## demo: run the shipped Singles' Day scenario and print the summary
 demo: install
 	$(BIN)/python -m simulator.demo
+
+## compare-hardware: Singles' Day midnight on H100 nodes bought for the peak, rented as spot
+## or borrowed from training: cost, SLA and GPU-hours with CIs, and the report (a few minutes)
+compare-hardware: install
+	$(BIN)/peaksim compare scenarios/singles_day_gpu.toml --out results/gpu-options
+	$(BIN)/peaksim report results/gpu-options
 
 ## test: run the default test suite (slow tests excluded)
 test: install-dev

@@ -48,6 +48,7 @@ class Metric:
 
 COMPARISON_METRICS: tuple[Metric, ...] = (
     Metric("cost_usd.total", "total cost (USD per simulated window)"),
+    Metric("gpu_hours", "GPU-hours (h)"),
     Metric("sla.violation_rate", "SLA violation rate (%)", 100.0),
     Metric("latency_ms.p99", "p99 latency (ms)"),
 )

@@ -31,6 +31,7 @@ KEY_METRICS: tuple[tuple[str, str], ...] = (
     ("latency_ms.p99", "p99 latency (ms)"),
     ("latency_ms.p50", "p50 latency (ms)"),
     ("node_hours", "node-hours (h)"),
+    ("gpu_hours", "GPU-hours (h)"),
     ("nodes.node_seconds", "node-seconds (s)"),
     ("utilization", "utilisation (0-1)"),
 )
@@ -211,7 +212,8 @@ def policy_table(runs: pd.DataFrame, by: str | list[str] = "variant",
 
 #: Display names of ``compare.json`` metric labels (the unit goes in parentheses once).
 DIFF_LABELS = {"cost": "total cost (USD per window)", "violation_rate": "SLA violation rate (0-1)",
-               "p99_ms": "p99 latency (ms)", "node_hours": "node-hours (h)"}
+               "p99_ms": "p99 latency (ms)", "node_hours": "node-hours (h)",
+               "gpu_hours": "GPU-hours (h)"}
 
 
 def metric_label(metric: str, unit: str | None = None) -> str:

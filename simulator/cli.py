@@ -202,7 +202,7 @@ def _register_optional() -> None:
         from simulator.calibration import cli as cal
     except ImportError:
         return
-    for name in ("calibrate", "profile", "validate_calibration"):
+    for name in ("calibrate", "calibrate_instances", "profile", "validate_calibration"):
         cmd = getattr(cal, name, None)
         if isinstance(cmd, click.Command):
             main.add_command(cmd)

@@ -281,6 +281,10 @@ def run_task(task: RunTask) -> dict[str, Any]:
     row: dict[str, Any] = {**task.labels, "seed": task.seed}
     row.update(flatten(res.summary))
     row["node_hours"] = res.summary["nodes"]["node_seconds"] / 3600.0
+    gpu = [p["hardware"]["gpu_hours"] for p in (res.summary.get("pools") or {}).values()
+           if p.get("hardware", {}).get("gpus_per_node")]
+    if gpu:  # pools of known GPU node types: the GPU-hours they held (summed)
+        row["gpu_hours"] = float(sum(gpu))
     for m in task.extra_metrics:
         match = WAIT_EXCEEDS.fullmatch(m)
         if match and res.records is not None:

@@ -32,6 +32,7 @@ from simulator.profile_guards import strict_check
 from simulator.provenance import command_line, format_override, provenance
 from simulator.run_cache import experiment_cache
 from simulator.scenario import (
+    EXPERIMENT_TABLES,
     Scenario,
     ScenarioError,
     parse_overrides,
@@ -45,6 +46,7 @@ ALIASES: dict[str, str] = {
     "cost": "cost_usd.total", "violation_rate": "sla.violation_rate",
     "p99_ms": "latency_ms.p99", "p95_ms": "latency_ms.p95", "p50_ms": "latency_ms.p50",
     "mean_ms": "latency_ms.mean", "utilization": "utilization", "node_hours": "node_hours",
+    "gpu_hours": "gpu_hours",
     "wait_mean_ms": "queue_wait_ms.mean", "wait_p99_ms": "queue_wait_ms.p99",
     "worst_window_violation_rate": "sla.worst_window.violation_rate",
 }
@@ -63,7 +65,7 @@ def metric_column(name: str) -> str:
 #: top-level sections of summary.json a dotted metric may start with
 SUMMARY_SECTIONS = ("requests", "latency_ms", "queue_wait_ms", "sla", "utilization", "nodes",
                     "cost_usd", "degradation", "batches", "pools", "queues", "classes",
-                    "node_hours", "stages")
+                    "node_hours", "gpu_hours", "stages")
 
 
 def check_metrics(names: Sequence[str], sc: Scenario) -> None:
@@ -86,7 +88,8 @@ def check_metrics(names: Sequence[str], sc: Scenario) -> None:
                 raise ValueError(f"metric '{name}': expected wait_exceeds:T_MS with T_MS a "
                                  "number of milliseconds") from None
         head, _, rest = name.partition(".")
-        if head not in SUMMARY_SECTIONS or (head not in ("utilization", "node_hours")
+        if head not in SUMMARY_SECTIONS or (head not in ("utilization", "node_hours",
+                                                         "gpu_hours")
                                             and not rest):
             raise ValueError(f"unknown metric '{name}': use {', '.join(ALIASES)}, "
                              "wait_exceeds:T_MS or a dotted summary field such as "
@@ -167,7 +170,7 @@ def load_base(scenario: Scenario | Mapping[str, Any] | str | Path,
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
         source, base_dir = str(p), str(p.parent.absolute())
-    tables = {k: raw.pop(k) for k in ("compare", "sweep", "plan") if k in raw}
+    tables = {k: raw.pop(k) for k in EXPERIMENT_TABLES if k in raw}
     base = Base(raw, source, base_dir, tables)
     if plugins:
         add_plugins(base.raw, plugins)
@@ -327,6 +330,8 @@ def _verdict(label: str, ci: stats.CI) -> str:
         return "cheaper" if ci.hi < 0 else "more expensive"
     if label == "node_hours":
         return "fewer node-hours" if ci.hi < 0 else "more node-hours"
+    if label == "gpu_hours":
+        return "fewer GPU-hours" if ci.hi < 0 else "more GPU-hours"
     return "better" if ci.hi < 0 else "worse"
 
 
@@ -452,9 +457,14 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
         per_class = [] if len(sc_first.workload.classes) < 2 else [
             (f"violation_rate[{c.name}]", f"classes.{c.name}.sla.violation_rate", "")
             for c in sc_first.workload.classes]
+        # GPU pools (known node types): the GPU-hours each option held, a headline too
+        gpus = [("gpu_hours", "gpu_hours", "h")] if "gpu_hours" in runs.columns else []
+        if gpus:
+            runs["gpu_hours"] = runs["gpu_hours"].fillna(0.0)
+            base_runs = runs[runs["variant"] == baseline]
         for name in vs:
             mine = runs[runs["variant"] == name]
-            for label, col, unit in [*HEADLINE, *per_class]:
+            for label, col, unit in [*HEADLINE, *gpus, *per_class]:
                 ci = stats.t_ci(mine[col], level)
                 table.append({"variant": name, "metric": label, "unit": unit, **ci.as_dict(),
                               "rel_precision": ci.rel_precision})

@@ -115,6 +115,30 @@ class VariantProfile(_Strict):
         return self
 
 
+class InstanceScaling(_Strict):
+    """How a batch slows down when several model instances share one node's devices (Triton's
+    ``instance_group`` count; worker processes on a CPU node): per variant, the service-time
+    multiplier when ``n`` instances serve batches at once (1.0 at n = 1). Written by
+    ``peaksim calibrate --instances 1,2,4`` (measured) or ``peaksim profile project`` (projected);
+    the simulator interpolates between measured counts and refuses counts beyond the largest."""
+
+    source: Literal["measured", "projected"]
+    method: str = Field("", description="how the factors were obtained")
+    slowdown: dict[str, dict[int, float]] = Field(
+        description="variant -> {concurrent instances: service-time multiplier}")
+
+    @model_validator(mode="after")
+    def _check(self) -> InstanceScaling:
+        for v, by_n in self.slowdown.items():
+            if 1 not in by_n:
+                raise ValueError(f"instances.slowdown.{v} needs the factor at 1 instance")
+            for n, f in by_n.items():
+                if n < 1 or not np.isfinite(f) or f <= 0:
+                    raise ValueError(f"instances.slowdown.{v}.{n}: counts >= 1 and positive "
+                                     f"finite factors (got {n}: {f})")
+        return self
+
+
 class DeviceInfo(_Strict):
     kind: Literal["cpu", "gpu"]
     name: str
@@ -135,6 +159,11 @@ class Profile(_Strict):
         "few sizes and repetitions; every run using it warns) or 'production'; absent in "
         "older files (read as not a test profile)")
     device: DeviceInfo
+    node_type: str | None = Field(
+        default=None, description="the node type (cluster.node_types or the built-in catalog) "
+        "the profile was measured or projected for; absent in older files")
+    instances: InstanceScaling | None = Field(
+        default=None, description="slowdown of concurrent model instances on one node")
     provenance: dict[str, object] = {}
     model: dict[str, object] = {}
     variants: dict[str, VariantProfile] = Field(min_length=1)
@@ -208,3 +237,25 @@ def service_ms(v: VariantProfile, items: np.ndarray | float) -> np.ndarray:
     """Mean-residual-free batch service time (ms): fit plus serving overheads."""
     q = np.asarray(items, dtype=float)
     return fitted_ms(v, q) + v.overhead_ms_per_batch + v.overhead_ms_per_item * q
+
+
+def instance_factor(profile: Profile, variant: str, n: int) -> float:
+    """Service-time multiplier of a batch of ``variant`` when ``n`` instances serve batches at
+    once on one node (the profile's ``instances`` block): linear between the stored counts;
+    ValueError for n < 1, n beyond the largest stored count, or a variant without factors."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"instance count must be an integer >= 1 (got {n!r})")
+    block = profile.instances
+    if block is None or variant not in block.slowdown:
+        have = ", ".join(sorted(block.slowdown)) if block is not None else "none"
+        raise ValueError(f"profile '{profile.name}' has no instance factors for variant "
+                         f"'{variant}' (variants with factors: {have}); add them with peaksim "
+                         "calibrate-instances (CPU) or peaksim profile project --instances-only "
+                         "(GPU)")
+    by_n = block.slowdown[variant]
+    counts = sorted(by_n)
+    if n > counts[-1]:
+        raise ValueError(f"profile '{profile.name}': {n} instances of '{variant}' is beyond the "
+                         f"largest count with a factor ({counts[-1]}); measure or project "
+                         "that many")
+    return float(np.interp(n, counts, [by_n[c] for c in counts]))

@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from simulator import calendar_time
+from simulator import calendar_time, sections
+from simulator.borrowing import BorrowCfg
 from simulator.cascade.config import StageCfg
 from simulator.policies.registry import PluginError, load_plugins
 from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
@@ -55,6 +56,10 @@ from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tab
     WorkloadCfg,
     _Model,
 )
+
+# PoolCfg.borrow names a table that builds on simulator.sections: resolved here, once both exist
+sections.PoolCfg.model_rebuild(_types_namespace={"BorrowCfg": BorrowCfg})
+sections.ClusterCfg.model_rebuild()
 
 
 class ScenarioError(ValueError):
@@ -121,6 +126,52 @@ class Scenario(_Model):
                                  "policy.pool_preference = 'weighted' only (it is "
                                  f"'{self.policy.pool_preference}')")
         return self
+
+    @model_validator(mode="after")
+    def _node_types(self) -> Scenario:
+        """A pool naming a known node type (cluster.node_types, else the catalog) takes the
+        price (by purchase) and power it leaves unset from it."""
+        from simulator.hardware.node_types import lookup
+
+        for p in self.cluster.pools:
+            nt = lookup(p.node_type, self.cluster.node_types)
+            given = p.model_fields_set
+            if p.borrow is not None:
+                self._borrowed_defaults(p, nt)
+            if nt is None:
+                continue
+            if "price_per_hour_usd" not in given and p.borrow is None:
+                price = {"spot": nt.spot_price_per_hour_usd,
+                         "reserved": nt.reserved_price_per_hour_usd}.get(p.purchase)
+                p.price_per_hour_usd = nt.price_per_hour_usd if price is None else price
+            if "power_idle_w" not in given:
+                p.power_idle_w = nt.power_idle_w
+            if "power_busy_w" not in given:
+                p.power_busy_w = nt.power_busy_w
+            if p.power_busy_w < p.power_idle_w:
+                raise ValueError(f"cluster.pools.{p.name}: power_busy_w ({p.power_busy_w:g} W) "
+                                 f"is below power_idle_w ({p.power_idle_w:g} W)")
+        return self
+
+    @staticmethod
+    def _borrowed_defaults(p: PoolCfg, nt: Any) -> None:
+        """A borrowed node costs what training loses (GPUs x the value of a training
+        GPU-hour), is billed by the second, and arrives after the borrow delay."""
+        assert p.borrow is not None
+        given = p.model_fields_set
+        gpus = nt.gpus if nt is not None and nt.gpus else p.borrow.gpus_per_node
+        price = gpus * p.borrow.training_value_usd_per_gpu_hour
+        # a dumped scenario carries the values derived here: those are accepted as given
+        if "price_per_hour_usd" in given and p.price_per_hour_usd != price:
+            raise ValueError(f"cluster.pools.{p.name}.price_per_hour_usd does not apply to a "
+                             "borrowed pool: its price is what training loses, GPUs x "
+                             "borrow.training_value_usd_per_gpu_hour (remove it)")
+        if "provisioning" in given and p.provisioning != DelayCfg():
+            raise ValueError(f"cluster.pools.{p.name}.provisioning does not apply to a borrowed "
+                             "pool: its delay is borrow.borrow_delay (remove provisioning)")
+        p.price_per_hour_usd = price
+        if "min_billing_s" not in given:
+            p.min_billing_s = 0.0
 
     @model_validator(mode="after")
     def _calendar_peaks(self) -> Scenario:
@@ -368,10 +419,16 @@ def _rederive_calendar(raw: dict[str, Any], keys: list[str]) -> None:
                 sim.pop(f, None)
 
 
+#: tables of a scenario file that configure an experiment command (compare, sweep, plan), not
+#: the scenario: taken out before it is validated, so one file serves run and experiments
+EXPERIMENT_TABLES = ("compare", "sweep", "plan")
+
+
 def load_scenario(
     path: str | Path, overrides: list[tuple[str, Any]] | list[str] | None = None
 ) -> Scenario:
-    """Read a TOML scenario file, apply ``--set`` overrides and validate it."""
+    """Read a TOML scenario file, apply ``--set`` overrides and validate it (the experiment
+    tables, :data:`EXPERIMENT_TABLES`, are left to the experiment commands)."""
     p = Path(path)
     if not p.is_file():
         raise ScenarioError(f"{p}: scenario file not found")
@@ -381,6 +438,8 @@ def load_scenario(
         raise ScenarioError(f"{p}: cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML ({exc})") from None
+    for k in EXPERIMENT_TABLES:
+        raw.pop(k, None)
     ov: list[tuple[str, Any]] = []
     if overrides:
         ov = (

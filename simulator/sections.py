@@ -8,37 +8,28 @@ Units are in the field names: ``_s`` seconds, ``_ms`` milliseconds, ``_qps`` req
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from simulator.calendar_time import FORMATS, calendar_text, derived_run, same_hour
+from simulator.config_base import (
+    MAX_AMOUNT,
+    MAX_DURATION_S,
+    MAX_POOL_NODES,
+    MAX_RATE_QPS,
+    MAX_TIME,
+    MIN_INTERVAL_S,
+    DelayCfg,
+    NonNegFloat,
+    PosFloat,
+    _Model,
+)
+from simulator.hardware.node_types import NodeTypeCfg
 from simulator.policies.registry import allowed_names, validate_params
 
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-# Bounds that keep a run finishable (docs/scenario-reference.md shows every field's range;
-# simulator.preflight estimates what the values allowed here add up to before a run starts)
-#: longest simulated horizon, s (about 3.2 years)
-MAX_DURATION_S = 1e8
-#: narrowest time-series row, s (a row costs memory and a sampler event)
-MIN_INTERVAL_S = 1e-3
-#: most nodes in one pool (every node slot costs memory and, per node, processes)
-MAX_POOL_NODES = 100_000
-#: highest mean arrival rate, QPS
-MAX_RATE_QPS = 1e9
-#: a bound on times and durations that are not the run's length (delays, SLOs, windows), s
-#: or ms: far beyond any run, finite
-MAX_TIME = 1e9
-#: a bound on money, power and other magnitudes that only scale results
-MAX_AMOUNT = 1e9
-
-
-class _Model(BaseModel):
-    # NaN and infinities are refused in every float of a scenario (pydantic allows them by
-    # default: a NaN fails no bound and used to pass validate, then break the run)
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
+if TYPE_CHECKING:  # resolved by simulator.scenario (borrowing builds on these tables)
+    from simulator.borrowing import BorrowCfg
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -426,16 +417,6 @@ class BatchingCfg(PolicySpec):
     name: str = Field("none", description="a registered batcher (see Policy parameters)")
 
 
-class DelayCfg(_Model):
-    """A random delay (s): node provisioning, repair time."""
-
-    distribution: Literal["exponential", "deterministic", "lognormal", "gamma", "uniform"] = (
-        "lognormal"
-    )
-    mean_s: NonNegFloat = Field(90.0, le=MAX_TIME, description="mean delay, s")
-    cv: NonNegFloat = Field(0.3, le=100.0, description="coefficient of variation")
-
-
 class SpotCfg(_Model):
     """Spot capacity: preempted by a Poisson process (or a trace) after a notice."""
 
@@ -464,18 +445,53 @@ class FailureCfg(_Model):
     on_failure: Literal["requeue", "lose"] = "requeue"
 
 
+class PlacementCfg(_Model):
+    """Where a replica's memory sits on the pool's node type (docs/hardware.md): the planner
+    picks the cheapest layout that fits (fewest nodes, then GPUs per replica, then the least
+    added latency); ``sharding`` restricts it."""
+
+    sharding: Literal["auto", "none", "table_wise", "row_wise"] = Field(
+        "auto", description="embedding-table layout over a replica's GPUs: none (one GPU), "
+        "table_wise, row_wise, or auto (the cheapest that fits)")
+    host_cache: bool = Field(False, description="also allow tables in host DDR with a share "
+                             "cached in HBM (TorchRec UVM caching)")
+    caching_ratio: float = Field(0.2, gt=0, le=1, allow_inf_nan=False,
+                                 description="share of each host-resident table cached in HBM "
+                                 "(TorchRec's default 0.2)")
+    max_nodes_per_replica: int = Field(1, ge=1, le=64, description="nodes one replica may span "
+                                       "(tables sharded across nodes over the network)")
+    embedding_scale: float = Field(
+        1.0, gt=0, le=1e6, allow_inf_nan=False,
+        description="production tables = the profile's rows x this (the profile measured a "
+        "smaller model; latency is the profile's, memory and all-to-all follow the scale)")
+
+
 class PoolCfg(_Model):
     name: str
-    nodes: int = Field(ge=1, le=MAX_POOL_NODES, description="nodes at t = 0 (an empty pool is "
-                       "an error), at most 100,000 (as min_nodes and max_nodes)")
+    purchase: Literal["on_demand", "reserved", "spot", "borrowed"] = Field(
+        "on_demand", description="reserved: paid for `nodes` all the time, never scaled; "
+        "borrowed: training-cluster GPUs lent as `borrow` says (docs/borrowing.md)"
+    )
+    nodes: int = Field(ge=0, le=MAX_POOL_NODES, description="nodes at t = 0 (an empty pool is "
+                       "an error, except a borrowed one), at most 100,000 (as min_nodes and "
+                       "max_nodes)")
     min_nodes: int | None = Field(None, ge=0, le=MAX_POOL_NODES,
                                   description="autoscaling floor (default: nodes)")
     max_nodes: int | None = Field(None, ge=1, le=MAX_POOL_NODES,
                                   description="autoscaling ceiling (default: nodes)")
-    node_type: str = "generic"
-    purchase: Literal["on_demand", "reserved", "spot"] = Field(
-        "on_demand", description="reserved: paid for `nodes` all the time, never scaled"
-    )
+    node_type: str = Field(
+        "generic", description="the machine each node is: a name from cluster.node_types or "
+        "the built-in catalog (docs/hardware.md) gives GPUs, memory, price and power; any "
+        "other name is a label only (no memory check, no GPU count)")
+    instances: int = Field(
+        1, ge=1, le=64, description="model instances per node serving batches at once "
+        "(Triton's instance_group count; worker processes on a CPU node); needs their "
+        "slowdown: the profile's `instances` block (peaksim calibrate-instances) or "
+        "instance_slowdown; central dispatch only")
+    instance_slowdown: dict[int, PosFloat] | None = Field(
+        None, description="service-time multiplier when n instances of a node serve at once "
+        "{1 = 1.0, 2 = ..., <instances> = ...} (default: the profile's measured or projected "
+        "factors; linear between the counts given)")
     price_per_hour_usd: NonNegFloat = Field(
         1.006, le=MAX_AMOUNT,
         description="per node, USD/h (default AWS g5.xlarge on-demand, us-east-1)"
@@ -500,6 +516,12 @@ class PoolCfg(_Model):
         0.0, le=MAX_TIME, description="fixed start-up before loading (image pull, runtime init), s"
     )
     spot: SpotCfg | None = Field(None, description="preemption model (purchase = 'spot')")
+    placement: PlacementCfg | None = Field(
+        None, description="memory placement and sharding of a replica (default: the "
+        "cheapest layout that fits, when node_type is a known type and the service a profile)")
+    borrow: BorrowCfg | None = Field(
+        None, description="loan terms of a borrowed pool (purchase = 'borrowed'): lendable "
+        "nodes over time (calendar or trace), borrow delay, reclaim notice, training value")
     failures: FailureCfg | None = None
     autoscaler: AutoscalerCfg | None = Field(
         None, description="scaling policy {name = ..., <its parameters>}; default "
@@ -508,6 +530,14 @@ class PoolCfg(_Model):
     weight: PosFloat = Field(1.0, le=MAX_AMOUNT,
                              description="pool_preference 'weighted': relative share")
     service: ServiceCfg | None = Field(None, description="overrides the scenario's [service]")
+
+    @field_validator("nodes")
+    @classmethod
+    def _not_empty(cls, v: int, info: ValidationInfo) -> int:
+        if v == 0 and info.data.get("purchase") != "borrowed":
+            raise ValueError("Input should be greater than or equal to 1 (an empty pool is an "
+                             "error; only a borrowed pool may start with nodes = 0)")
+        return v
 
     @model_validator(mode="after")
     def _bounds(self) -> PoolCfg:
@@ -521,6 +551,14 @@ class PoolCfg(_Model):
             raise ValueError("'spot' settings need purchase = 'spot'")
         if self.purchase == "reserved" and (lo != self.nodes or hi != self.nodes):
             raise ValueError("a reserved pool is not scaled: leave min_nodes/max_nodes unset")
+        if self.purchase == "borrowed" and self.borrow is None:
+            raise ValueError("purchase = 'borrowed' needs 'borrow' with a capacity source: "
+                             "borrow.calendar (lending windows) or borrow.trace (a time_s,nodes "
+                             "CSV)")
+        if self.purchase != "borrowed" and self.borrow is not None:
+            raise ValueError("'borrow' settings need purchase = 'borrowed'")
+        if hi < 1:
+            raise ValueError("max_nodes must be at least 1")
         return self
 
     @property
@@ -536,11 +574,21 @@ class PoolCfg(_Model):
 
 class ClusterCfg(_Model):
     pools: list[PoolCfg] = Field(min_length=1)
+    node_types: list[NodeTypeCfg] = Field(
+        default_factory=list, description="machine types of this scenario (GPUs, memory, "
+        "prices, power), used by name in cluster.pools.node_type; they win over the built-in "
+        "catalog (docs/hardware.md)")
 
     @field_validator("pools")
     @classmethod
     def _unique(cls, v: list[PoolCfg]) -> list[PoolCfg]:
         _check_unique([p.name for p in v], "pool")
+        return v
+
+    @field_validator("node_types")
+    @classmethod
+    def _unique_types(cls, v: list[NodeTypeCfg]) -> list[NodeTypeCfg]:
+        _check_unique([t.name for t in v], "node type")
         return v
 
 
@@ -565,16 +613,21 @@ class DegradationCfg(_Model):
     share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.5, description="fraction of arriving requests sent to the fallback while degraded"
     )
-    mode: Literal["cache", "variant"] = Field(
-        "cache", description="cache: a cached default list; variant: a cheaper model variant"
+    mode: Literal["cache", "variant", "shrink"] = Field(
+        "cache", description="cache: a cached default list; variant: a cheaper model variant; "
+        "shrink: score fewer of the request's items (shrink_to)"
     )
     cache_latency_ms: NonNegFloat = Field(2.0, le=MAX_TIME,
                                           description="latency of a cached answer, ms")
     fallback_variant: str | None = Field(None, description="variant mode: profile variant")
+    shrink_to: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="shrink mode: a degraded request is scored on ceil(items * shrink_to) "
+        "of its items, at least 1 (default 0.4)"
+    )
     quality_loss: NonNegFloat | None = Field(
         None, le=1.0,
         description="AUC lost per degraded request (default: measured for the variant; "
-        "cache mode: 0.05)"
+        "cache mode: 0.05; shrink mode: required, the loss depends on the candidates cut)"
     )
 
     @model_validator(mode="after")
@@ -582,9 +635,21 @@ class DegradationCfg(_Model):
         if self.mode == "variant" and self.enabled and self.fallback_variant is None:
             raise ValueError("mode 'variant' needs fallback_variant (a variant of the pools' "
                              "profile)")
-        if self.mode == "cache" and self.fallback_variant is not None:
-            raise ValueError("fallback_variant applies to mode 'variant' only (mode = 'cache')")
+        if self.mode != "variant" and self.fallback_variant is not None:
+            raise ValueError(f"fallback_variant applies to mode 'variant' only (mode = "
+                             f"'{self.mode}')")
+        if self.mode != "shrink" and self.shrink_to is not None:
+            raise ValueError(f"shrink_to applies to mode 'shrink' only (mode = '{self.mode}')")
+        if self.mode == "shrink" and self.enabled and self.quality_loss is None:
+            raise ValueError("mode 'shrink' needs quality_loss (the AUC a request scored on "
+                             "shrink_to of its items loses: it depends on the candidates cut, "
+                             "so there is no default)")
         return self
+
+    @property
+    def shrink_share(self) -> float:
+        """Shrink mode: the fraction of its items a degraded request keeps."""
+        return 0.4 if self.shrink_to is None else self.shrink_to
 
 
 class PolicyCfg(_Model):

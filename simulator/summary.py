@@ -6,10 +6,26 @@ import math
 from typing import Any
 
 from simulator import cost
+from simulator.borrowing import borrow_cost_usd
 from simulator.engine.record import RunRecord
 from simulator.engine.recorder import latency_summary
 
 SECONDS_PER_MONTH = 730.0 * 3600.0
+
+
+def _hardware(p: Any, node_seconds: float, window_s: float) -> dict[str, Any] | None:
+    """A pool's figures in instances and GPUs (None for a single-instance pool of unknown
+    hardware: nothing to add to its node counts)."""
+    if p.instances == 1 and p.node_type is None and not p.gpus_per_node:
+        return None
+    g = p.gpus_per_node * p.machines_per_node
+    return {"node_type": p.node_type, "instances_per_node": p.instances,
+            "machines_per_node": p.machines_per_node, "gpus_per_node": g,
+            "placement": p.placement,
+            "instances": {"mean": node_seconds / window_s * p.instances,
+                          "max": p.max_billed * p.instances},
+            "gpus": {"mean": node_seconds / window_s * g, "max": p.max_billed * g},
+            "gpu_hours": node_seconds * g / 3600.0}
 
 
 def build_summary(run: RunRecord) -> dict[str, Any]:
@@ -46,6 +62,20 @@ def build_summary(run: RunRecord) -> dict[str, Any]:
             "requests_lost": p.lost_requests, "requests_requeued": p.requeued_requests,
             "cost_usd": {"compute": c, "energy": e, "storage": s, "total": c + e + s},
         }
+        hw = _hardware(p, ns, window)
+        if hw is not None:
+            pools[p.name]["hardware"] = hw
+        cfg = next(q for q in sc.cluster.pools if q.name == p.name)
+        if cfg.borrow is not None:
+            # the hourly price of a borrowed node is its lost training GPU-hours; each borrow
+            # also costs training its checkpoint
+            parts = borrow_cost_usd(ns, p.borrows,
+                                    max(p.gpus_per_node * p.machines_per_node, 1), cfg.borrow)
+            pools[p.name]["borrow"] = {**parts, "borrows": p.borrows, "reclaims": p.reclaims}
+            chk = parts["checkpoint_usd"]
+            pools[p.name]["cost_usd"]["compute"] += chk
+            pools[p.name]["cost_usd"]["total"] += chk
+            compute += chk
     storage += cost.storage_usd(0.0, 0.0, sc.cost.data_gb, sc.cost.storage_usd_per_gb_month,
                                 window / SECONDS_PER_MONTH)
     human = cost.human_usd(sc.cost.engineers, sc.cost.engineer_monthly_usd,

@@ -5,6 +5,7 @@ commands in ``peaksim`` costs nothing to ``peaksim run``."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,30 @@ def _ints(s: str) -> list[int]:
     if not out or out[0] < 1:
         raise click.BadParameter("batch sizes must be >= 1")
     return out
+
+
+def _counts(text: str, option: str = "--instances") -> list[int]:
+    """Instance counts, or a one-line usage error (exit 2)."""
+    from simulator.calibration.instances import parse_counts
+
+    try:
+        return parse_counts(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _echo_instances(block: dict[str, Any]) -> None:
+    counts = sorted({int(n) for by_n in block["slowdown"].values() for n in by_n})
+    click.echo(f"instances ({block['source']}): " + "; ".join(
+        f"{v} " + " ".join(f"n{n} x{by_n[str(n)]:.3f}" for n in counts if str(n) in by_n)
+        for v, by_n in block["slowdown"].items()))
+    method = block.get("method", "")
+    if "OVERSUBSCRIBED" in method:
+        note = method.split("OVERSUBSCRIBED", 1)[1].split(". ")[0]
+        click.secho(f"warning: OVERSUBSCRIBED{note}", fg="yellow", err=True)
+    if "NOT an idle machine" in method:
+        click.secho("warning: other processes used the CPUs while measuring (see the block's "
+                    "method); re-measure on an idle machine to compare", fg="yellow", err=True)
 
 
 class ModelError(click.ClickException):
@@ -88,18 +113,30 @@ def _progress() -> Any:
 @click.option("--batch-log-out", type=click.Path(file_okay=False), default=None,
               help="also write the serving runs as batch logs, DIR/<variant>.csv (the format "
                    "calibrate-serving reads: PeakSim's harness is one server among others)")
+@click.option("--instances", "instances", default=None, metavar="COUNTS",
+              help="also measure the slowdown of N concurrent instances (worker processes) "
+                   "at these counts, e.g. 1,2,4 (must include 1; at most 64): the profile's "
+                   "'instances' block (see calibrate-instances)")
+@click.option("--node-type", default=None, metavar="NAME",
+              help="the node type this machine is (a catalog name or your scenario's "
+                   "cluster.node_types): pools of another type refuse the profile")
 @click.option("--name", default=None, help="profile name [default: file stem]")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def calibrate(variants: str | None, model_ref: str | None, variant_factories: tuple[str, ...],
               batch_sizes: str | None, threads: int, quick: bool, preset: str,
               device: str, reps: int, processes: int, serving_s: float, serve_batch: int,
               serve_wait_ms: float, batch_log_out: str | None, name: str | None,
-              out: str) -> None:
+              out: str, instances: str | None = None, node_type: str | None = None) -> None:
     """Measure the model variants and write a latency profile (JSON): the built-in DLRM, or
     your own model with --model."""
     import numpy as np
 
+    counts = _counts(instances) if instances is not None else None
     torch = require_torch()
+    if counts and device != "cpu":
+        raise click.BadParameter("measured instance factors are CPU worker processes only; "
+                                 "for a GPU, project them (peaksim profile project)",
+                                 param_hint="--instances")
 
     from simulator.calibration.build import make_profile, provenance, write_profile
     from simulator.calibration.fit import fit_latency
@@ -209,8 +246,31 @@ def calibrate(variants: str | None, model_ref: str | None, variant_factories: tu
         click.echo(f"harness batch logs: {batch_log_out}/<variant>.csv")
     prof = make_profile(name or Path(out).stem, spec, measured, overheads, prov, serving_resid,
                         purpose="test" if quick else "production")
-    write_profile(prof, out)
+    if counts:
+        from simulator.calibration.instances import FULL
+        from simulator.calibration.instances import QUICK as IQ
+        from simulator.profiles import Profile
+
+        block = _measure_instances(spec.model, spec.model_ref, spec.variant_refs,
+                                   list(measured.samples_ms), counts, spec.batch_sizes,
+                                   {**(IQ if quick else FULL),
+                                    "train_steps": spec.train_steps})
+        items = list(prof.items())
+        at = next(i + 1 for i, (k, _) in enumerate(items) if k == "device")
+        prof = dict([*items[:at], ("instances", block), *items[at:]])
+        Profile.model_validate(prof)
+        _echo_instances(block)
+    write_profile(with_node_type(prof, node_type), out)
     click.echo(f"wrote {out}")
+
+
+def with_node_type(prof: dict[str, Any], node_type: str | None) -> dict[str, Any]:
+    """The profile tied to ``node_type`` (after its device block), or as it is for None."""
+    if not node_type:
+        return prof
+    items = [(k, v) for k, v in prof.items() if k != "node_type"]
+    at = next((i + 1 for i, (k, _) in enumerate(items) if k == "device"), len(items))
+    return dict([*items[:at], ("node_type", node_type), *items[at:]])
 
 
 def _serving_models(spec: Any, max_batch: int) -> tuple[dict[str, Any], Any]:
@@ -252,6 +312,122 @@ def _write_harness_logs(runs: list[Any], path: Path) -> None:
         t0 += r.duration_s + 1.0  # runs apart on the time line
     atomic_write(path, lambda tmp: write_batch_log(
         tmp, np.concatenate(items), np.concatenate(start), np.concatenate(end), load=load))
+
+
+def _measure_instances(model: Any, model_ref: str | None, variant_refs: dict[str, str],
+                       variants: list[str], counts: list[int], batch_sizes: list[int],
+                       settings: dict[str, Any]) -> dict[str, Any]:
+    """Measure the ``instances`` block with a progress bar (``instances.measure_instances``)."""
+    from simulator.calibration.instances import (
+        InstanceSpec,
+        logical_cpus,
+        measure_instances,
+        representative_sizes,
+        scaling_block,
+    )
+
+    over = [n for n in counts if n > logical_cpus()]
+    if over:
+        click.secho(f"note: counts {','.join(map(str, over))} exceed this machine's "
+                    f"{logical_cpus()} logical CPUs: measured as they are (oversubscribed) and "
+                    "flagged in the profile", fg="yellow", err=True)
+    ispec = InstanceSpec(model=model, model_ref=model_ref, variant_refs=variant_refs,
+                         variants=variants, counts=counts,
+                         batch_sizes=representative_sizes(batch_sizes), **settings)
+    with _progress() as bar:
+        task = bar.add_task("instances", total=1)
+
+        def progress(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=max(total, 1))
+
+        try:
+            res = measure_instances(ispec, progress)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        bar.update(task, description="instances measured", completed=1, total=1)
+    return scaling_block(res)
+
+
+@click.command("calibrate-instances")
+@click.option("--profile", "profile_path", required=True,
+              type=click.Path(dir_okay=False), help="the profile to add the block to")
+@click.option("--instances", "instances", default="1,2,4", show_default=True,
+              metavar="COUNTS", help="concurrent instances to measure (must include 1; at "
+                                     "most 64); counts above the logical CPUs are flagged")
+@click.option("--variants", default=None, help="[default: every variant in the profile]")
+@click.option("--batch-sizes", default=None, help="sizes to time [default: the middle and the "
+              "largest of the profile's measured sizes]")
+@click.option("--quick", is_flag=True, help="2 rounds of 0.2 s windows, 20 fine-tune steps "
+              "(tests)")
+@click.option("--rounds", default=None, type=int, help="interleaved rounds [default: 4]")
+@click.option("--window-s", default=None, type=float,
+              help="seconds each instance loops batches per cell [default: 1.0]")
+@click.option("--train-steps", default=None, type=int,
+              help="fine-tune steps of pruned/distilled [default: 300, as calibrate]")
+@click.option("--nice", default=0, show_default=True, type=click.IntRange(-20, 19),
+              help="priority increment of the worker processes; negative (root only) puts "
+                   "them ahead of other processes on a shared machine (recorded in the block)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="write here instead of in place")
+def calibrate_instances(profile_path: str, instances: str, variants: str | None,
+                        batch_sizes: str | None, quick: bool, rounds: int | None,
+                        window_s: float | None, train_steps: int | None,
+                        out: str | None, nice: int = 0) -> None:
+    """Measure the slowdown of concurrent model instances (worker processes) on this CPU and
+    add the 'instances' block to an EXISTING profile, leaving every other byte of it as it is
+    (written atomically). The model is rebuilt from the profile's 'model' block."""
+    import json
+
+    from simulator.calibration.instances import FULL, QUICK, add_block_text, spec_from_profile
+    from simulator.output import atomic_write
+    from simulator.profiles import Profile, ProfileError, _load_cached, load_profile
+
+    counts = _counts(instances)
+    try:
+        prof = load_profile(profile_path)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    text = Path(profile_path).read_text()
+    raw = json.loads(text)
+    names = [v.strip() for v in (variants or "").split(",") if v.strip()] or list(prof.variants)
+    bad = [v for v in names if v not in prof.variants]
+    if bad:
+        raise click.BadParameter(f"unknown variant(s) {', '.join(bad)}; the profile has "
+                                 f"{', '.join(prof.variants)}", param_hint="--variants")
+    if prof.device.kind != "cpu" or prof.source != "measured":
+        raise click.ClickException(
+            f"{profile_path}: calibrate-instances measures worker processes on this CPU; the "
+            f"profile is '{prof.source}' on '{prof.device.kind}' (for a projected GPU profile: "
+            "peaksim profile project FILE --instances-only)")
+    try:
+        model, model_ref, refs = spec_from_profile(raw)
+    except ValueError as exc:
+        raise click.ClickException(f"{profile_path}: {exc}") from None
+    sizes = (_ints(batch_sizes) if batch_sizes else
+             sorted({b for v in names for b in prof.variants[v].batch_sizes}))
+    settings = {**(QUICK if quick else FULL)}
+    for k, val in (("rounds", rounds), ("window_s", window_s), ("train_steps", train_steps)):
+        if val is not None:
+            if (val <= 0 and k != "train_steps") or val < 0:
+                raise click.BadParameter(f"must be positive (got {val})",
+                                         param_hint=f"--{k.replace('_', '-')}")
+            settings[k] = val
+    if nice < 0 and hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise click.BadParameter("a negative priority increment needs root", param_hint="--nice")
+    settings["nice"] = nice
+    require_torch()
+    device_name = prof.device.name
+    block = _measure_instances(model, model_ref, refs, names, counts, sizes, settings)
+    if device_name not in block["method"]:
+        click.secho(f"note: the profile was measured on '{device_name}'; these factors come "
+                    "from this machine (named in the block's method)", fg="yellow", err=True)
+    new = add_block_text(text, block)
+    Profile.model_validate(json.loads(new))
+    target = Path(out or profile_path)
+    atomic_write(target, lambda p: p.write_text(new))
+    _load_cached.cache_clear()
+    _echo_instances(block)
+    click.echo(f"wrote {target}")
 
 
 @click.group("profile")
@@ -316,9 +492,36 @@ def show(file: str, plot: str | None) -> None:
             t.add_row(f"{b:,}", f"{m:.3f}", f"{p99:.3f}", f"{f:.3f}", f"{e_in:.1%}",
                       f"{e_ho:.1%}" if e_ho is not None else "end", f"{sv:.3f}")
         con.print(t)
+    _show_instances(con, prof)
     if plot:
         _plot(prof, plot)
         con.print(f"wrote {plot}")
+
+
+def _show_instances(con: Any, prof: Any) -> None:
+    """The ``instances`` block: variant x count table of service-time multipliers."""
+    import re
+
+    from rich.table import Table
+
+    block = prof.instances
+    if block is None:
+        con.print("instances: no block (concurrent instances not measured or projected)")
+        return
+    counts = sorted({n for by_n in block.slowdown.values() for n in by_n})
+    m = re.search(r"OVERSUBSCRIBED counts \(above the (\d+) logical CPUs[^)]*\): ([\d,]+)",
+                  block.method)
+    over = {int(x) for x in m.group(2).split(",")} if m else set()
+    t = Table(title=f"instances ({block.source}): service-time multiplier of a batch when n "
+              "instances serve at once" + (f"; * oversubscribed (above {m.group(1)} logical "
+                                            "CPUs)" if m else ""))
+    t.add_column("variant")
+    for n in counts:
+        t.add_column(f"n = {n}{'*' if n in over else ''}", justify="right")
+    for v, by_n in block.slowdown.items():
+        t.add_row(v, *(f"{by_n[n]:.3f}" if n in by_n else "-" for n in counts))
+    con.print(t)
+    con.print(f"method: {block.method}", highlight=False)
 
 
 def _plot(prof: Any, path: str) -> None:
@@ -345,16 +548,40 @@ def _plot(prof: Any, path: str) -> None:
     plt.close(fig)
 
 
+#: the node type a projection is for, by target GPU (one model instance per GPU)
+PROJECTED_NODE_TYPES = {"a10g": "g5.xlarge", "h100": "p5.48xlarge"}
+
+
 @profile.command("project")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--gpu", type=click.Choice(["a10g", "h100"]), required=True)
-@click.option("--out", type=click.Path(dir_okay=False), required=True)
-def project(file: str, gpu: str, out: str) -> None:
-    """Project a measured CPU profile onto a GPU by roofline ("source": "projected")."""
+@click.option("--gpu", type=click.Choice(["a10g", "h100"]), default=None,
+              help="target GPU (required unless --instances-only)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="output profile (required unless --instances-only, which writes in place)")
+@click.option("--instances", "instances", default="1,2,4,8", show_default=True,
+              metavar="COUNTS", help="counts of concurrent instances on one GPU to project "
+                                     "slowdown factors for (must include 1; at most 64)")
+@click.option("--instances-only", is_flag=True,
+              help="FILE is a projected GPU profile: add (or replace) only its 'instances' "
+                   "block, every other byte unchanged, in place (or to --out)")
+@click.option("--node-type", default=None, metavar="NAME",
+              help="the node type the projection is for [default: g5.xlarge for a10g, "
+                   "p5.48xlarge for h100]; pools of another type refuse the profile")
+def project(file: str, gpu: str | None, out: str | None, instances: str = "1,2,4,8",
+            instances_only: bool = False, node_type: str | None = None) -> None:
+    """Project a measured CPU profile onto a GPU by roofline ("source": "projected"), with the
+    slowdown of concurrent instances; or, with --instances-only, add that block to an existing
+    projected GPU profile."""
     from simulator.calibration.build import write_profile
     from simulator.calibration.roofline import project_profile
     from simulator.profiles import Profile, ProfileError, load_profile
 
+    counts = _counts(instances)
+    if instances_only:
+        _project_instances_in_place(file, gpu, out, counts)
+        return
+    if gpu is None or out is None:
+        raise click.UsageError("profile project needs --gpu and --out (or --instances-only)")
     src = load_profile(file)  # a valid profile first (errors name the file and field)
     raw = json.loads(Path(file).read_text())
     if src.source != "measured" or src.device.kind != "cpu":
@@ -367,10 +594,65 @@ def project(file: str, gpu: str, out: str) -> None:
         raise ProfileError(f"{file}: field 'model.variants': no model architecture recorded "
                            f"for variant(s) {', '.join(missing)} (written by peaksim "
                            "calibrate), so latency cannot be projected")
-    prof = project_profile(raw, gpu)
+    prof = with_node_type(project_profile(raw, gpu, counts),
+                          node_type or PROJECTED_NODE_TYPES[gpu])
     Profile.model_validate(prof)
     write_profile(prof, out)
+    _echo_instances(prof["instances"])
     click.echo(f"wrote {out}")
+
+
+def _project_instances_in_place(file: str, gpu: str | None, out: str | None,
+                                counts: list[int]) -> None:
+    """Add the projected ``instances`` block to a projected GPU profile: the GPU's figures from
+    its provenance (as projected; else --gpu), each variant's architecture from
+    ``model.variants`` (else the built-in DLRM's ``model.config`` and the variant's widths)."""
+    from simulator.calibration.instances import add_block_text
+    from simulator.calibration.model import ModelConfig
+    from simulator.calibration.roofline import GPU, GPUS, project_instances, variant_arch
+    from simulator.output import atomic_write
+    from simulator.profiles import Profile, ProfileError, _load_cached, load_profile
+
+    try:
+        prof = load_profile(file)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if prof.device.kind != "gpu" or prof.source != "projected":
+        raise click.ClickException(
+            f"{file}: --instances-only needs a projected GPU profile (source 'projected', "
+            f"device.kind 'gpu'); this one is '{prof.source}' on '{prof.device.kind}' (for a "
+            "CPU profile: peaksim calibrate-instances)")
+    text = Path(file).read_text()
+    raw = json.loads(text)
+    g = (raw.get("provenance") or {}).get("gpu")
+    try:
+        dev = GPU(**g) if isinstance(g, dict) else GPUS[gpu] if gpu else None
+    except TypeError as exc:
+        raise click.ClickException(f"{file}: field 'provenance.gpu' is not a GPU record "
+                                   f"({exc})") from None
+    if dev is None:
+        raise click.ClickException(f"{file}: no 'provenance.gpu' record; name the GPU with "
+                                   "--gpu a10g|h100")
+    model = raw.get("model") or {}
+    arch_raw = model.get("variants") or {}
+    arch = {}
+    for v in prof.variants:
+        if v in arch_raw:
+            arch[v] = ModelConfig.from_dict(arch_raw[v])
+        elif model.get("config") and model.get("kind", "builtin-dlrm") == "builtin-dlrm":
+            arch[v] = variant_arch(ModelConfig.from_dict(model["config"]), v)
+        else:
+            raise click.ClickException(f"{file}: field 'model.variants': no architecture "
+                                       f"recorded for variant {v}")
+    block = project_instances(arch, {v: p.batch_sizes for v, p in prof.variants.items()}, dev,
+                              counts)
+    new = add_block_text(text, block)
+    Profile.model_validate(json.loads(new))
+    target = Path(out or file)
+    atomic_write(target, lambda p: p.write_text(new))
+    _load_cached.cache_clear()
+    _echo_instances(block)
+    click.echo(f"wrote {target}")
 
 
 @click.command("validate-calibration")
@@ -473,7 +755,7 @@ def validate_calibration(profile_path: str, variant: str, max_batch: int, max_wa
             raise SystemExit(1)
 
 
-commands = [calibrate, profile, validate_calibration]
+commands = [calibrate, calibrate_instances, profile, validate_calibration]
 
 if __name__ == "__main__":
     @click.group()

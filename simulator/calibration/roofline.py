@@ -64,6 +64,9 @@ GPUS: dict[str, GPU] = {
     ),
 }
 
+#: instance counts a projection writes factors for (``project_instances``)
+INSTANCE_COUNTS = (1, 2, 4, 8)
+
 
 def _layers(cfg: ModelConfig) -> list[tuple[int, int]]:
     b = [cfg.num_dense, *cfg.bottom_mlp]
@@ -116,12 +119,14 @@ def project_ms(cfg: ModelConfig, batch: int, variant: str, gpu: GPU) -> float:
     return (t_launch + t_io + max(t_compute, t_memory)) * 1e3
 
 
-def project_profile(cpu: dict, gpu_key: str) -> dict:
+def project_profile(cpu: dict, gpu_key: str,
+                    instance_counts: tuple[int, ...] | list[int] = INSTANCE_COUNTS) -> dict:
     """A projected GPU profile (dict, schema v1) from a measured CPU profile dict: latency by
     roofline; model size, quality and host-side serving overheads carried over; load time =
     CPU deserialize time + weights over the host link; first call = 10 x a steady batch-1 call
     (the notes measured 4-18x on CPU). Residuals [1.0]: GPU inference time of a fixed batch is
-    close to deterministic (Clockwork, OSDI 2020)."""
+    close to deterministic (Clockwork, OSDI 2020). ``instances``: the projected slowdown of
+    concurrent instances (``project_instances``) at ``instance_counts`` (empty: none)."""
     gpu = GPUS[gpu_key]
     arch = cpu["model"]["variants"]
     variants = {}
@@ -158,6 +163,96 @@ def project_profile(cpu: dict, gpu_key: str) -> dict:
             "gpu": {**gpu.__dict__},
             "cpu_provenance": cpu.get("provenance", {}),
         },
+        **({"instances": project_instances(
+            {n: ModelConfig.from_dict(arch[n]) for n in variants},
+            {n: v["batch_sizes"] for n, v in variants.items()}, gpu, instance_counts)}
+           if instance_counts else {}),
         "model": cpu["model"],
         "variants": variants,
     }
+
+
+# ------------------------------------------------------------------ concurrent instances
+
+
+INSTANCE_METHOD = (
+    "projected: n instances on one GPU (Triton instance_group count n: one stream each) as a "
+    "closed queueing network solved exactly by mean value analysis (Reiser & Lavenberg, JACM "
+    "27(2), 1980; BCMP, JACM 22(2), 1975: exact for a processor-sharing station with any "
+    "service-time distribution): each instance, always busy, spends Z = kernel launches + "
+    "2 x transfer latency per batch on its own (CPU-side launch, link latency: overlapped "
+    "across instances) and D = inputs/outputs over the host link + max(compute, memory) in "
+    "the device shared by all (SMs and bandwidth, processor sharing). Per-batch time at n "
+    "= Z + R(n), R(k) = D (1 + Q(k-1)), Q(k) = k R(k) / (Z + R(k)); factor(n) = (Z + R(n)) / "
+    "(Z + D), between max(Z + D, nD) / (Z + D) and the synchronised bound (Z + nD) / (Z + D); "
+    "geometric mean over the middle and the largest batch size")
+
+
+def variant_arch(cfg: ModelConfig, name: str) -> ModelConfig:
+    """The architecture a built-in DLRM variant runs, without building it (mirrors
+    ``variants.prune`` and ``variants.distill_student``; checked against them in the tests)."""
+    if name == "pruned":
+        bottom = (*(max(1, int(w * 0.5)) for w in cfg.bottom_mlp[:-1]), cfg.emb_dim)
+        top = tuple(max(1, int(w * 0.5)) for w in cfg.top_mlp)
+        return cfg.with_mlps(bottom, top, cfg.name + "-pruned")
+    if name == "distilled":
+        d = max(2, cfg.emb_dim // 2)
+        bottom = (*(max(2, w // 4) for w in cfg.bottom_mlp[:-1]), d)
+        top = tuple(max(2, w // 4) for w in cfg.top_mlp)
+        return ModelConfig(name=cfg.name + "-distilled", num_dense=cfg.num_dense,
+                           table_rows=cfg.table_rows, emb_dim=d, bottom_mlp=bottom,
+                           top_mlp=top, pooling=cfg.pooling, seed=cfg.seed + 1)
+    return cfg
+
+
+def instance_terms(cfg: ModelConfig, batch: int, variant: str, gpu: GPU) -> tuple[float, float]:
+    """(Z, D) of one batch in ms: the part each instance spends alone (launches, transfer
+    latency) and the part in the shared device (host-link bytes, max(compute, memory));
+    Z + D = ``project_ms``."""
+    _, cdt, _, _ = VARIANT_DTYPES[variant]
+    t_compute = flops(cfg, batch)["total"] / (gpu.peak_tflops[cdt] * 1e12 * gpu.compute_eff)
+    t_memory = bytes_moved(cfg, batch, variant)["total"] / (gpu.bandwidth_gbs * 1e9
+                                                           * gpu.memory_eff)
+    io = batch * (cfg.num_dense * 4 + cfg.num_tables * cfg.pooling * 8 + 8) + batch * 4
+    fixed = kernels(cfg) * gpu.launch_us_per_kernel * 1e-6 + 2 * gpu.transfer_latency_us * 1e-6
+    work = io / (gpu.host_link_gbs * 1e9) + max(t_compute, t_memory)
+    return fixed * 1e3, work * 1e3
+
+
+def mva_factor(fixed: float, work: float, n: int) -> float:
+    """Per-batch time with n always-busy instances over the time with one: exact MVA of a
+    delay station (``fixed``) and a processor-sharing station (``work``)."""
+    q, r = 0.0, work
+    for k in range(1, n + 1):
+        r = work * (1 + q)
+        q = k * r / (fixed + r)
+    return (fixed + r) / (fixed + work)
+
+
+def project_instances(arch: dict[str, ModelConfig], sizes: dict[str, list[int]], gpu: GPU,
+                      counts: tuple[int, ...] | list[int] = INSTANCE_COUNTS) -> dict:
+    """The projected ``instances`` block: per variant, the MVA factor per count (geometric mean
+    over the middle and the largest of the variant's batch sizes)."""
+    from simulator.calibration.instances import representative_sizes
+
+    slowdown: dict[str, dict[str, float]] = {}
+    detail = []
+    for name, cfg in arch.items():
+        reps = representative_sizes(sizes[name])
+        terms = {b: instance_terms(cfg, b, name, gpu) for b in reps}
+        by_n: dict[str, float] = {}
+        for n in sorted(counts):
+            fs = [mva_factor(z, d, n) for z, d in terms.values()]
+            gm = 1.0
+            for f in fs:
+                gm *= f ** (1 / len(fs))
+            by_n[str(n)] = round(gm, 4)
+        slowdown[name] = by_n
+        detail.append(f"{name}: " + "; ".join(f"b{b} Z {z:.4f} ms D {d:.4f} ms"
+                                              for b, (z, d) in terms.items()))
+    return {"source": "projected",
+            "method": f"{INSTANCE_METHOD} on {gpu.name} (launch {gpu.launch_us_per_kernel:g} "
+                      f"us/kernel, transfer latency {gpu.transfer_latency_us:g} us, efficiencies "
+                      f"compute {gpu.compute_eff:g} memory {gpu.memory_eff:g}). Terms: "
+                      + " | ".join(detail),
+            "slowdown": slowdown}

@@ -12,7 +12,8 @@ requests of stage k are exactly stage k-1's departures, at their times.
   after window; applies the budget-driven degradation (skip the stage, shrink the candidates)
   as each request gets there; feeds the same chunks to every unit of the stage.
 * :class:`UnitLink`: listens to one unit's request table (served batches, other endings) and
-  maps its request ids back to the rows that entered it.
+  maps its request ids back to the rows that entered it; a request the unit's queue-driven
+  degradation cut (mode "shrink") leaves with the cut count and its quality loss.
 * :class:`StageOutput` and :class:`ForkOutput`: a stage's departures before a time, with the
   candidates each passes on; a fork stage joins its channels (all answered, or each one's
   join timeout passed).
@@ -99,6 +100,42 @@ class UnitLink:
         self._late: list[tuple[np.ndarray, np.ndarray]] = []  # completed via end()
         self._lost: list[tuple[np.ndarray, int, np.ndarray, float]] = []
         sim.table.watch(self)
+        # queue-driven shrinking (policy.degradation mode "shrink"): per unit id from
+        # _cut_base, the candidates a request was cut to (0: not cut)
+        self._cut = np.zeros(0, dtype=np.int64)
+        self._cut_base = 0
+        deg = getattr(sim, "degradation", None)
+        self._cut_loss = 0.0
+        if deg is not None and deg.shrinks:
+            self._cut_loss = deg.quality_loss_per_degraded()
+            deg.on_shrink = self._shrunk
+
+    def _shrunk(self, ids: np.ndarray, cand: np.ndarray) -> None:
+        """The unit cut requests ``ids`` to ``cand`` candidates as they joined its queue."""
+        low = self.oldest_unread()
+        if low > self._cut_base:  # rows below are let go: their cuts too
+            self._cut = self._cut[min(low - self._cut_base, len(self._cut)):]
+            self._cut_base = low
+        need = int(ids.max()) + 1 - self._cut_base - len(self._cut)
+        if need > 0:
+            self._cut = np.concatenate([self._cut, np.zeros(max(need, 1024), dtype=np.int64)])
+        self._cut[ids - self._cut_base] = cand
+
+    def entry(self, ids: np.ndarray) -> Rows:
+        """The rows of unit requests ``ids`` as they leave: as they entered, but with the
+        candidates they were cut to and its quality loss where the unit cut them."""
+        rows = self.rows.get(ids)
+        if not len(self._cut) or not len(ids):
+            return rows
+        loc = ids - self._cut_base
+        ok = (loc >= 0) & (loc < len(self._cut))
+        cut = np.zeros(len(ids), dtype=np.int64)
+        cut[ok] = self._cut[loc[ok]]
+        m = cut > 0
+        if not m.any():
+            return rows
+        return Rows(rows.t, rows.origin, rows.t0, rows.cls, np.where(m, cut, rows.cand),
+                    rows.qloss + self._cut_loss * m)
 
     def served_ids(self, ids: np.ndarray, finish_s: float) -> None:
         self._id_batches.append((ids, finish_s))
@@ -330,7 +367,7 @@ class StageOutput:
         for lids, outcome, _t_end, _learnt in self.link.take_lost():
             lost = self.link.rows.get(lids)
             lose(self.stats, self.e2e, lost, f"{self.cfg.name}: {OUTCOME_NAMES[outcome]}")
-        entry = self.link.rows.get(ids)
+        entry = self.link.entry(ids)
         dep = Rows(t, entry.origin, entry.t0, entry.cls, self.link.candidates(entry.cand),
                    entry.qloss)
         passed(self.stats, dep, t - entry.t, entry.cand)
@@ -362,6 +399,7 @@ class ForkOutput:
         # join state by unit request id (the channels share ids: they get the same chunks)
         self._t = np.empty(0)  # latest resolution time so far
         self._cand = np.empty(0, dtype=np.int64)
+        self._qx = np.empty(0)  # quality lost in the channels that cut the request (shrink)
         self._done = np.empty((len(links), 0), dtype=bool)
         self._emitted = np.empty(0, dtype=bool)
         self._base = 0
@@ -371,6 +409,7 @@ class ForkOutput:
         if n > 0:
             self._t = np.concatenate([self._t, np.full(n, -np.inf)])
             self._cand = np.concatenate([self._cand, np.zeros(n, dtype=np.int64)])
+            self._qx = np.concatenate([self._qx, np.zeros(n)])
             self._done = np.concatenate([self._done, np.zeros((len(self.links), n), bool)],
                                         axis=1)
             self._emitted = np.concatenate([self._emitted, np.zeros(n, dtype=bool)])
@@ -395,8 +434,10 @@ class ForkOutput:
                 in_time = t <= entry.t + self.timeouts_s[c]
                 fresh = ~self._done[c, loc]
                 use = in_time & fresh
-                got = link.candidates(entry.cand)
+                mine = link.entry(ids)  # (the channel's own cut, if it shrank them)
+                got = link.candidates(mine.cand)
                 np.add.at(self._cand, loc[use], got[use])
+                np.add.at(self._qx, loc[use], (mine.qloss - entry.qloss)[use])
                 res_t = np.minimum(t, entry.t + self.timeouts_s[c])
                 np.maximum.at(self._t, loc[fresh], res_t[fresh])
                 self._done[c, loc] = True
@@ -434,7 +475,7 @@ class ForkOutput:
             lose(self.stats, self.e2e, entry.take(none), f"{self.cfg.name}: no candidates")
         ok = ~none
         dep = Rows(t_join[ok], entry.origin[ok], entry.t0[ok], entry.cls[ok], cand[ok],
-                   entry.qloss[ok])
+                   entry.qloss[ok] + self._qx[loc][ok])
         passed(self.stats, dep, t_join[ok] - entry.t[ok], entry.cand[ok])
         out = Rows.concat([dep, self.input.take_skipped(y)]).sorted()
         self._upto = y
@@ -447,7 +488,7 @@ class ForkOutput:
         n = int(np.argmin(self._emitted)) if not self._emitted.all() else len(self._emitted)
         if n < 4096:
             return
-        self._t, self._cand = self._t[n:], self._cand[n:]
+        self._t, self._cand, self._qx = self._t[n:], self._cand[n:], self._qx[n:]
         self._done, self._emitted = self._done[:, n:], self._emitted[n:]
         self._base += n
         for link in self.links:

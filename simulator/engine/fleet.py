@@ -6,6 +6,11 @@ ready ones); spot preemptions after a notice; random failures and repairs; and t
 The scaling *decisions* come from pure policies (``simulator.policies.autoscaling``); the fleet
 only carries them out. It talks to the rest of the engine through a :class:`FleetHost`.
 
+A node is a group of slots, one per model instance (``cluster.pools.instances``): it is
+launched, drained, preempted, failed and terminated as one, under the name of its first slot
+(the leader); each instance runs its own serving loop (the leader's inside
+:meth:`Fleet.node_life`, the others as child processes that end with it).
+
 Walk of one spot preemption: :meth:`Fleet._preemptions` picks a node; after
 :meth:`Fleet.stop_taking` (state DRAINING, the dispatcher stops giving it work) and the notice,
 it interrupts the node's :meth:`Fleet.node_life`, which asks the host to ``release`` the node
@@ -83,13 +88,16 @@ class Fleet:
         self._preemption_times = preemption_times or {}
         self.events: list[tuple[float, str, str, str]] = []
         self.procs: dict[int, simpy.Process] = {}
+        self._instance_procs: dict[int, list[simpy.Process]] = {}  # leader -> other instances
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Initial nodes (ready at t = 0) and the fleet processes."""
         for p in self.pools:
-            p.free = list(reversed(p.slots))
+            p.free = list(reversed(p.node_slots))
             p.desired = p.cfg.nodes
+            if p.loan is not None:
+                p.lendable = p.loan.changes[0][1]
             for _ in range(p.cfg.nodes):
                 self.launch(p, initial=True)
             pol = self.autoscalers[p.index]
@@ -103,11 +111,17 @@ class Fleet:
                 self.env.process(self._preemptions(p))
             if p.cfg.failures is not None:
                 self.env.process(self._failures(p))
+            if p.loan is not None:
+                self.env.process(self._lending(p))
 
     def launch(self, p: Pool, initial: bool = False) -> int | None:
         """Request a node in pool p; returns its slot (None when the pool is full)."""
         if not p.free:
             return None
+        if p.loan is not None:
+            if p.billed >= p.lendable:  # a borrowed pool holds at most what is lent
+                return None
+            p.borrows += 1
         j = p.free.pop()
         p.birth_s[j] = self.env.now
         self.set_state(p, j, READY if initial else PROVISIONING)
@@ -126,9 +140,9 @@ class Fleet:
         phase = "serve" if initial else "provision"
         while True:
             try:
-                if phase == "provision":
-                    yield env.timeout(self._delay(p.cfg.provisioning,
-                                                  self._provisioning[p.name]))
+                if phase == "provision":  # a borrowed node: the training job yields it
+                    delay = p.cfg.provisioning if p.loan is None else p.loan.delay
+                    yield env.timeout(self._delay(delay, self._provisioning[p.name]))
                     phase = "load"
                 elif phase == "repair":
                     assert p.cfg.failures is not None
@@ -140,15 +154,42 @@ class Fleet:
                     self.set_state(p, j, READY)
                     phase = "serve"
                     host.node_ready(j)
-                yield from host.serve(j)
+                yield from self._serve_node(p, j)
                 break
             except simpy.Interrupt as intr:
-                host.release(j, self._loses(p, str(intr.cause)))
+                lose = self._loses(p, str(intr.cause))
+                for proc in self._instance_procs.pop(j, ()):
+                    if proc.is_alive:
+                        proc.interrupt(intr.cause)
+                for s in p.group(j):
+                    host.release(s, lose)
                 if intr.cause != "fail":
                     break
                 self.set_state(p, j, FAILED)
                 phase = "repair"
         self.terminate(p, j)
+
+    def _serve_node(self, p: Pool, j: int) -> Generator[simpy.Event, Any, None]:
+        """Node j's instances serve until each is told to stop: the leader's loop here, the
+        others as child processes this one waits for (a single instance: the loop itself)."""
+        if p.instances == 1:
+            yield from self.host.serve(j)
+            return
+        others = [self.env.process(self._instance(s)) for s in p.group(j)[1:]]
+        self._instance_procs[j] = others
+        yield from self.host.serve(j)
+        for proc in others:
+            if proc.is_alive:
+                yield proc
+        self._instance_procs.pop(j, None)
+
+    def _instance(self, s: int) -> Generator[simpy.Event, Any, None]:
+        """A non-leader instance's serving loop; it ends quietly when its node is interrupted
+        (the node's life releases the instance's batch)."""
+        try:
+            yield from self.host.serve(s)
+        except simpy.Interrupt:
+            return
 
     @staticmethod
     def _loses(p: Pool, cause: str) -> bool:
@@ -160,9 +201,11 @@ class Fleet:
         return False
 
     def set_state(self, p: Pool, j: int, state: int) -> None:
-        """Move node j to ``state`` with exact time integrals."""
+        """Move node j (all its instance slots) to ``state`` with exact time integrals."""
         p.advance(self.env.now)
         old = self.nodes.set_state(j, state)
+        for s in p.group(j)[1:]:
+            self.nodes.set_state(s, state)
         if old != TERMINATED or state != TERMINATED:
             p.counts[old] -= old != TERMINATED
         p.counts[state] += state != TERMINATED
@@ -174,6 +217,7 @@ class Fleet:
         now = self.env.now
         self.set_state(p, j, TERMINATED)
         life = now - p.birth_s.pop(j, now)
+        p.reclaiming.discard(j)
         if life < p.cfg.min_billing_s:
             p.min_billing_extra_s += p.cfg.min_billing_s - life
         p.free.append(j)
@@ -188,7 +232,8 @@ class Fleet:
     def _repair_rng(self, p: Pool, j: int) -> np.random.Generator:
         rng = self._repairs.get(j)
         if rng is None:
-            rng = self._repairs[j] = self.streams(f"repairs:{p.name}:{j - p.slots.start}")
+            k = (j - p.slots.start) // p.instances
+            rng = self._repairs[j] = self.streams(f"repairs:{p.name}:{k}")
         return rng
 
     def log(self, p: Pool, kind: str, detail: str = "") -> None:
@@ -202,7 +247,8 @@ class Fleet:
             yield self.env.timeout(tick)
             m = self.host.metrics(p, tick)
             want = int(policy.desired(self.env.now, m))
-            want = min(max(want, p.cfg.lo), p.cfg.hi)
+            lo, hi = p.bounds()
+            want = min(max(want, lo), hi)
             if want != p.desired:
                 self.log(p, "desired", f"{p.desired}->{want}")
             p.desired = want
@@ -231,7 +277,7 @@ class Fleet:
     def _cancel_starting(self, p: Pool, k: int) -> int:
         """Cancel up to k nodes still provisioning or loading (newest first)."""
         state = self.nodes.state
-        starting = [j for j in p.slots if state[j] in (PROVISIONING, LOADING)]
+        starting = [j for j in p.node_slots if state[j] in (PROVISIONING, LOADING)]
         starting.sort(key=lambda j: -p.birth_s.get(j, 0.0))
         done = 0
         for j in starting[:k]:
@@ -247,8 +293,9 @@ class Fleet:
         if k <= 0:
             return 0
         state = self.nodes.state
-        ready = [j for j in p.slots if state[j] == READY]
-        ready.sort(key=lambda j: (self.host.serving(j), -p.birth_s.get(j, 0.0)))
+        ready = [j for j in p.node_slots if state[j] == READY]
+        serving = self.host.serving
+        ready.sort(key=lambda j: (any(serving(s) for s in p.group(j)), -p.birth_s.get(j, 0.0)))
         for j in ready[:k]:
             self.stop_taking(p, j)
         return min(k, len(ready))
@@ -258,26 +305,92 @@ class Fleet:
         if self.nodes.state[j] != READY:
             return
         self.set_state(p, j, DRAINING)
-        self.host.stop_taking(j)
+        for s in p.group(j):
+            self.host.stop_taking(s)
+
+    # ------------------------------------------------------------------ borrowing
+    def _lending(self, p: Pool) -> Generator[simpy.Event, Any, None]:
+        """A borrowed pool's loan: what the training cluster lends changes (nodes above it are
+        reclaimed after the notice), and the nodes are wanted from ``lead_s`` before each
+        scheduled peak to ``return_after_s`` after it (the pool then holds all it may)."""
+        loan = p.loan
+        steps = [(t, 0, n) for t, n in loan.changes]
+        steps += [(t, 1, int(w)) for a, b in loan.windows for t, w in ((a, True), (b, False))]
+        steps.sort()
+        for t, kind, v in steps:
+            if t > self.env.now:
+                yield self.env.timeout(t - self.env.now)
+            if kind == 0:
+                p.lendable = v
+                self.log(p, "lendable", str(v))
+                self._reclaim_over(p)
+            else:
+                p.wanted = bool(v)
+                self.log(p, "borrow_window", "open" if v else "closed")
+            lo, hi = p.bounds()
+            # a window opens: hold all that is lent; it closes: give back down to the floor
+            # (the pool's autoscaler, if it scales, asks for more at its next sync)
+            want = lo if kind == 1 and not v else min(max(p.desired, lo), hi)
+            if want != p.desired:
+                self.log(p, "desired", f"{p.desired}->{want}")
+            p.desired = want
+            self.reconcile(p)
+
+    def _reclaim_over(self, p: Pool) -> None:
+        """Take back the borrowed nodes above what is lendable now: starting nodes at once
+        (newest first), then nodes already leaving, failed, idle and the newest, each after
+        the reclaim notice (it takes no new work meanwhile; a batch still in service at the
+        end goes back to the queue)."""
+        state = self.nodes.state
+        alive = [j for j in p.node_slots if state[j] != TERMINATED and j not in p.reclaiming]
+        excess = len(alive) - p.lendable
+        if excess <= 0:
+            return
+        serving = self.host.serving
+
+        def order(j: int) -> tuple[int, bool, float]:
+            rank = {PROVISIONING: 0, LOADING: 0, DRAINING: 1, FAILED: 2}.get(int(state[j]), 3)
+            return (rank, any(serving(s) for s in p.group(j)), -p.birth_s.get(j, 0.0))
+
+        for j in sorted(alive, key=order)[:excess]:
+            p.reclaims += 1
+            p.reclaiming.add(j)
+            self.log(p, "reclaim_notice", f"node {j}")
+            if state[j] in (PROVISIONING, LOADING):
+                proc = self.procs.get(j)
+                if proc is not None and proc.is_alive:
+                    proc.interrupt("reclaim")
+                continue
+            self.stop_taking(p, j)  # now: the notice is not a scale-down's to drain again
+            self.env.process(self._reclaim_after_notice(p, j, p.birth_s.get(j)))
+
+    def _reclaim_after_notice(self, p: Pool, j: int,
+                              birth: float | None) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(p.loan.notice_s)
+        proc = self.procs.get(j)
+        if proc is not None and proc.is_alive and p.birth_s.get(j) == birth:
+            proc.interrupt("reclaim")
+            self.log(p, "reclaim", f"node {j}")
 
     # ------------------------------------------------------------------ unreliability
     def _slot_clocks(self, p: Pool, purpose: str, mean_s: float,
                      hit: Callable[[Pool, int], None]) -> Generator[simpy.Event, Any, None]:
-        """A Poisson clock per node slot of pool p (mean ``mean_s`` s between ticks), each
-        drawn from its own stream ``<purpose>:<pool>:<k>``; at each tick ``hit(p, j)`` decides
-        whether the node in slot j (if any) is affected. The ticks do not depend on the fleet,
-        so variants that scale differently see the same process (common random numbers)."""
-        gens = [self.streams(f"{purpose}:{p.name}:{k}") for k in range(len(p.slots))]
+        """A Poisson clock per node of pool p (mean ``mean_s`` s between ticks), each drawn
+        from its own stream ``<purpose>:<pool>:<k>`` (k: the node's index in the pool); at each
+        tick ``hit(p, j)`` decides whether the node led by slot j (if any) is affected. The
+        ticks do not depend on the fleet, so variants that scale differently see the same
+        process (common random numbers)."""
+        leaders = p.node_slots
+        gens = [self.streams(f"{purpose}:{p.name}:{k}") for k in range(len(leaders))]
         heap = [(float(g.exponential(mean_s)), k) for k, g in enumerate(gens)]
         heapify(heap)
         env = self.env
-        first = p.slots.start
         while heap:
             t, k = heap[0]
             if t > env.now:
                 yield env.timeout(t - env.now)
             heapreplace(heap, (t + float(gens[k].exponential(mean_s)), k))
-            hit(p, first + k)
+            hit(p, leaders[k])
 
     def _preemptions(self, p: Pool) -> Generator[simpy.Event, Any, None]:
         """Spot preemptions: a Poisson clock per node slot (or a replayed trace, each time
@@ -300,7 +413,7 @@ class Fleet:
 
     def _alive_nodes(self, p: Pool) -> list[int]:
         st = self.nodes.state
-        return [j for j in p.slots if st[j] in (PROVISIONING, LOADING, READY)]
+        return [j for j in p.node_slots if st[j] in (PROVISIONING, LOADING, READY)]
 
     def _preempt(self, p: Pool, j: int) -> None:
         """Preemption notice for node j, if it is alive (provisioning, loading or ready)."""

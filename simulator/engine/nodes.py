@@ -3,8 +3,11 @@
 The fleet (:mod:`simulator.engine.fleet`) changes node states through :meth:`NodeTable.set_state`;
 the push dispatcher keeps the per-node queue and busy columns; routers see them read-only
 through a :class:`NodesView`.
-Each pool owns a fixed range of slots (its ``max_nodes``); a slot is reused after its node is
-terminated. Time integrals (busy, ready and billed node-seconds) are kept per pool so that any
+Each pool owns a fixed range of slots (``max_nodes`` x ``instances``); a slot is one model
+instance, and a node is ``instances`` consecutive slots that live and die together (its first
+slot, the leader, names it). Dispatchers, the server and routers see slots; the fleet, billing
+and the node counts see nodes. A slot is reused after its node is terminated. Time integrals
+(busy, ready and billed node-seconds) are kept per pool so that any
 of them is exact at any event time without scanning nodes.
 
 Node lifecycle: requested -> PROVISIONING -> LOADING -> READY -> DRAINING -> TERMINATED,
@@ -14,6 +17,7 @@ with FAILED (repairing, then LOADING again) for failures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +37,22 @@ class Pool:
     cfg: PoolCfg
     service: AnalyticService | ProfileService
     slots: range
+    instances: int = 1  # model instances (slots) per node
+    # service-time multiplier when n instances of a node serve at once (index n - 1)
+    slowdown: tuple[float, ...] = (1.0,)
+    # instance i of a node serves on device group i mod device_groups: only instances of one
+    # group share a device (and slow each other down)
+    device_groups: int = 1
+    # latency a sharded layout adds to a batch (items -> s), None when it adds none
+    comm_s: Any = None
+    # a borrowed pool's loan (simulator.hardware.pool_hardware.Loan), its lendable nodes now
+    # and whether its nodes are wanted (ahead of and during a scheduled peak)
+    loan: Any = None
+    lendable: int = 0
+    wanted: bool = False
+    borrows: int = 0  # nodes borrowed (each launch of a borrowed node)
+    reclaims: int = 0  # borrowed nodes taken back by the training cluster
+    reclaiming: set[int] = field(default_factory=set)
     free: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=lambda: [0] * 6)  # nodes per lifecycle state
     # busy-time accounting (s): completed batches + open batches integrated lazily
@@ -74,6 +94,36 @@ class Pool:
         return self.cfg.container_start_s + self.model_gb / self.cfg.load_bandwidth_gbps + warmup
 
     @property
+    def node_slots(self) -> range:
+        """The leader slot of every node slot group (one per possible node)."""
+        return range(self.slots.start, self.slots.stop, self.instances)
+
+    def group(self, j: int) -> range:
+        """The slots of the node whose leader is ``j``."""
+        return range(j, j + self.instances)
+
+    def device_mates(self, j: int) -> range:
+        """The slots of slot ``j``'s node that share its device group (itself included)."""
+        lead = self.leader(j)
+        g = self.device_groups
+        return range(lead + (j - lead) % g, lead + self.instances, g)
+
+    def leader(self, j: int) -> int:
+        """The leader slot of the node that slot ``j`` belongs to."""
+        return j - (j - self.slots.start) % self.instances
+
+    def bounds(self) -> tuple[int, int]:
+        """The node count's floor and ceiling now: the autoscaling bounds, and for a borrowed
+        pool at most what is lendable, all of it while the nodes are wanted."""
+        lo, hi = self.cfg.lo, self.cfg.hi
+        if self.loan is None:
+            return lo, hi
+        hi = min(hi, self.lendable)
+        if self.wanted:
+            lo = hi
+        return min(lo, hi), hi
+
+    @property
     def billed(self) -> int:
         """Nodes billed now: every state but terminated."""
         return sum(self.counts[1:])
@@ -84,8 +134,10 @@ class Pool:
         return self.counts[PROVISIONING] + self.counts[LOADING]
 
     def busy_seconds(self, now_s: float) -> float:
-        """Node-seconds spent serving batches from time 0 to ``now_s``."""
-        return self.busy_done_s + self.n_busy * now_s - self.busy_start_sum_s
+        """Node-seconds spent serving batches from time 0 to ``now_s``: instance-seconds of
+        serving / instances per node (a node with half its instances busy is half busy)."""
+        inst_s = self.busy_done_s + self.n_busy * now_s - self.busy_start_sum_s
+        return inst_s if self.instances == 1 else inst_s / self.instances
 
     def advance(self, now_s: float) -> None:
         """Integrate billed and ready node counts up to ``now_s``."""

@@ -31,7 +31,8 @@ class PushDispatcher:
     node's total limit is the router view's ``capacity``); ``batchers``: one batching policy
     per node; ``router`` and ``route_rng``: the routing policy and its random source;
     ``timeout_s``: queue timeout per class (s, inf = none); ``degradation``: cache-mode
-    diversion at routing, if any; ``max_in_system``: the memory cap (None: none).
+    diversion at routing, or shrink mode's cut as a request joins a node's queue, if any;
+    ``max_in_system``: the memory cap (None: none).
 
     A request routed to a node whose queue (or its class's share of it) is full is rejected;
     a request requeued from a node that stopped is routed again under the same rule. The memory
@@ -68,6 +69,7 @@ class PushDispatcher:
         counts = getattr(queues[0], "count", None)  # priority queues count per class
         self._class_peak = None if counts is None else [0] * len(counts)
         self._diverts = degradation.caches
+        self._shrinks = degradation.shrinks
         self.degradation = degradation
         self._fast = bool(getattr(batchers[0], "takes_one", False))  # one request, never waits
         self._svc = server.services
@@ -123,6 +125,9 @@ class PushDispatcher:
         if ql >= self._capacity or not q.has_room(c):
             self._reject(gid, now)
             return
+        if self._shrinks and gid == self._next_gid:  # an arrival (not a requeue): cut?
+            self.degradation.shrink(np.asarray([gid], dtype=np.int64), len(q),
+                                    self._oldest_wait(q))
         q.push(gid, c)
         nodes.queue_len[j] = ql + 1
         if ql >= self.peak:

@@ -38,6 +38,13 @@ class PoolRecord:
     scale_downs: int
     lost_requests: int
     requeued_requests: int
+    instances: int = 1  # model instances per node
+    gpus_per_node: int = 0  # 0: a CPU node or an unknown node type
+    node_type: str | None = None  # the known node type (None: a label only)
+    borrows: int = 0  # borrowed nodes launched (a borrowed pool)
+    reclaims: int = 0  # borrowed nodes taken back by the training cluster
+    machines_per_node: int = 1  # machines a simulated node is (a replica across nodes)
+    placement: str | None = None  # the memory layout of a replica, in words
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,8 @@ class RecordSink:
     """Per-request records: all, a seeded sample, or none; to Parquet (atomic) or memory."""
 
     def __init__(self, mode: str, seed: int, path: Path | None, class_names: list[str],
-                 pool_of_node: np.ndarray, pool_names: list[str]) -> None:
+                 pool_of_node: np.ndarray, pool_names: list[str],
+                 leader_of_slot: np.ndarray | None = None) -> None:
         self.mode = mode
         self.p = float(mode.split(":", 1)[1]) if mode.startswith("sample:") else 1.0
         self.rng = stream(seed, "records")
@@ -111,6 +112,10 @@ class RecordSink:
         self.class_names = class_names
         self.pool_of_node = pool_of_node
         self.pool_names = pool_names
+        # pools with several model instances per node: the served log names the instance's
+        # slot; records name the node (its leader slot, as the fleet's event log does) and
+        # the instance (0 .. instances - 1) in a column of its own
+        self.leader_of_slot = leader_of_slot
         self.rows = 0
 
     def add(self, v: ChunkView) -> None:
@@ -138,6 +143,11 @@ class RecordSink:
             "latency_ms": (v.finish[sel] - v.t[sel]) * 1000.0,
             "queue_wait_ms": (v.start[sel] - v.t[sel]) * 1000.0,
         })
+        if self.leader_of_slot is not None:
+            lead = np.where(node >= 0, self.leader_of_slot[np.maximum(node, 0)], -1)
+            df["node"] = lead
+            df.insert(df.columns.get_loc("node") + 1, "instance",
+                      np.where(node >= 0, node - lead, -1))
         self.rows += len(df)
         if self.path is None:
             self.frames.append(df)

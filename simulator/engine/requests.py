@@ -118,6 +118,8 @@ class RequestTable:
         self.loaded_until = 0.0  # every arrival before this time is loaded
         self.shed_by_cap = 0  # requests shed by the memory cap (shed()), whole run
         self._listener: FateListener | None = None  # see watch()
+        self._sized_to = 0  # resize(): items_before is right up to this id ...
+        self._shrunk = 0  # ... and past it counts this many items too many
 
     def load_next(self) -> bool:
         """Load the next chunk (after releasing finished ones); False when none is left."""
@@ -329,6 +331,29 @@ class RequestTable:
     def mark_degraded(self, ids: range | np.ndarray) -> None:
         """Requests served by a fallback (cheaper variant) instead of the pool's model."""
         self.degraded[self._loc(ids)] = 1
+
+    def resize(self, first: int, end: int, size: np.ndarray | None = None) -> None:
+        """Arrivals [first, end) join a queue now, with ``size`` items each (None: as they
+        are); calls come in id order, before any of those ids is queued (shrink mode).
+
+        ``items_before`` is kept right up to ``end`` only: past it every entry still counts
+        the items removed so far (``_shrunk``), so a call costs the ids it covers, not the
+        ids loaded. Readers of later entries (arrivals not yet queued) see more items than
+        will come, never fewer (an item-fill time errs early)."""
+        ib, base = self.items_before, self.base
+        k = max(self._sized_to, base) - base  # entries up to k are right
+        i, j = first - base, end - base
+        gone = self._shrunk
+        if gone and i > k:
+            ib[k + 1:i + 1] = [x - gone for x in ib[k + 1:i + 1]]
+        if size is not None and j > i:
+            cut = np.cumsum(self.size[i:j] - size) + gone
+            self.size[i:j] = size
+            ib[i + 1:j + 1] = (np.asarray(ib[i + 1:j + 1], dtype=np.int64) - cut).tolist()
+            gone = int(cut[-1])
+        elif gone:
+            ib[i + 1:j + 1] = [x - gone for x in ib[i + 1:j + 1]]
+        self._sized_to, self._shrunk = end, gone
 
     def ensure(self, gid: int) -> bool:
         """Load chunks until ``gid`` is in the table; False if the workload ends first."""

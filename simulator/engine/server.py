@@ -5,10 +5,10 @@ the time its service model draws, logs it and asks again. When the dispatcher ha
 it, the node waits on an event the server owns; the dispatcher hands it a batch later through
 :meth:`Server.resume` (from a timer callback, at once) or :meth:`Server.wake`.
 
-The server owns the batches in service (one per node), their start times and the per-pool
-busy-time accounting; it knows nothing of queues or routing. This loop is the hot path: per
-batch it touches no request column (the request table's served log takes the batch as one
-tuple and writes the columns per chunk).
+The server owns the batches in service (one per node slot, i.e. per model instance), their
+start times and the per-pool busy-time accounting; it knows nothing of queues or routing.
+This loop is the hot path: per batch it touches no request column (the request table's
+served log takes the batch as one tuple and writes the columns per chunk).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class Server:
         self._wake: list[simpy.Event | None] = [None] * n  # a waiting node's event
         self.max_batch_seen = 0
         self.max_items_seen = 0  # the most items in one batch (counted when a service needs them)
+        # batches in service per device group (indexed by the group's first slot): instances
+        # sharing a device slow each other down; counted, not scanned, per batch
+        self.device_busy = [0] * n
         # set by connect()
         self._take: Callable[[int], Batch | None] = _unconnected
         self._shows_busy = False
@@ -91,6 +94,14 @@ class Server:
         degrade = self._degrade
         needs_items = svc.needs_items or fallback is not None
         served, served_ids = tab.served, tab.served_ids
+        # instances on one device share it: a batch starting while n of them serve (itself
+        # included) takes slowdown[n - 1] times as long (fixed at its start)
+        mates = pool.device_mates(j) if pool.instances > 1 else range(j, j + 1)
+        shared = len(mates) > 1
+        dev = mates.start
+        device_busy = self.device_busy
+        slowdown = pool.slowdown
+        comm = pool.comm_s  # a sharded replica's all-to-all (and cache misses) per batch
         while True:
             batch = take(j)
             if batch is None:
@@ -121,6 +132,12 @@ class Server:
                 tab.mark_degraded(batch)
             else:
                 dt = svc.sample(k, items)
+            if shared:
+                n_dev = device_busy[dev]
+                device_busy[dev] = n_dev + 1
+                dt *= slowdown[n_dev]
+            if comm is not None:
+                dt += comm(items)
             if shows_busy:
                 nodes.busy[j] = 1
                 nodes.busy_until_s[j] = now + dt
@@ -132,6 +149,8 @@ class Server:
                 self.max_batch_seen = k
             yield env.sleep(dt)
             current[j] = None
+            if shared:
+                device_busy[dev] -= 1
             t0 = now
             now = env._now
             if type(batch) is range:
@@ -178,11 +197,15 @@ class Server:
         if batch is None:
             return None
         self.current[j] = None
+        p = self.pool_of[j]
+        if p.instances > 1:
+            mates = p.device_mates(j)
+            if len(mates) > 1:
+                self.device_busy[mates.start] -= 1
         ids = np.arange(batch.start, batch.stop) if type(batch) is range else batch
         started = self.started_s[j]
         self.table.begin(ids, j, started)
         self.nodes.busy[j] = 0
-        p = self.pool_of[j]
         p.n_busy -= 1
         p.busy_start_sum_s -= started
         p.busy_done_s += self.env.now - started

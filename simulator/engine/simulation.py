@@ -28,7 +28,7 @@ import pandas as pd
 from simulator.engine.admission import Admission
 from simulator.engine.central import CentralDispatcher
 from simulator.engine.clock import Clock
-from simulator.engine.degradation import Degradation, fallback_services
+from simulator.engine.degradation import Degradation, central_admits, fallback_services
 from simulator.engine.dispatch import Dispatcher
 from simulator.engine.fleet import Fleet, FleetHost
 from simulator.engine.nodes import NodeTable, Pool
@@ -38,6 +38,7 @@ from simulator.engine.record import PoolRecord, QueueRecord, RunRecord
 from simulator.engine.recorder import Recorder, RecordSink
 from simulator.engine.requests import RequestTable
 from simulator.engine.server import Server
+from simulator.hardware.pool_hardware import PoolHardware, pool_hardware
 from simulator.metrics import TimeSeries
 from simulator.policies import create
 from simulator.rng import BufferedRandom, stream
@@ -69,16 +70,23 @@ class Simulation:
             raise ScenarioError(f"{sc.source}: field 'workload': {exc}") from None
         pol = sc.policy
 
-        # the cluster: each pool owns max_nodes slots
+        # the cluster: each pool owns max_nodes x instances slots
         self.pools: list[Pool] = []
+        self.hardware: list[PoolHardware] = []
         nid = 0
         for i, pc in enumerate(sc.cluster.pools):
             svc_cfg = sc.pool_service(pc)
             path = sc.resolve_path(svc_cfg.profile) if svc_cfg.profile else None
             svc = build_service(svc_cfg, stream(self.seed, f"service:{pc.name}"), path,
                                 sc.resolve_path(svc_cfg.serving) if svc_cfg.serving else None)
-            self.pools.append(Pool(i, pc, svc, range(nid, nid + pc.hi)))
-            nid += pc.hi
+            hw = pool_hardware(sc, pc)
+            n_slots = pc.hi * hw.instances  # one slot per model instance
+            self.pools.append(Pool(i, pc, svc, range(nid, nid + n_slots),
+                                   instances=hw.instances, slowdown=hw.slowdown,
+                                   loan=hw.loan, comm_s=hw.comm_s(),
+                                   device_groups=hw.device_groups))
+            self.hardware.append(hw)
+            nid += n_slots
         pool_of = np.concatenate([np.full(len(p.slots), p.index, dtype=np.int32)
                                   for p in self.pools])
         self.nodes = NodeTable(nid, pool_of, pol.admission.max_queue_length)
@@ -93,8 +101,12 @@ class Simulation:
             expected = self.workload.mean_rate_qps() * self.duration_s
             mode = "all" if expected <= 1e6 else f"sample:{max(1e6 / expected, 1e-6):.6g}"
         self.records_mode = mode
+        leaders = None
+        if any(p.instances > 1 for p in self.pools):
+            leaders = np.asarray([p.leader(j) for p in self.pools for j in p.slots],
+                                 dtype=np.int64)
         self.sink = RecordSink(mode, self.seed, records_path, class_names, self.nodes.pool_of,
-                               [p.name for p in self.pools])
+                               [p.name for p in self.pools], leaders)
         # requests still in flight at duration_s are judged against their SLO then
         self.recorder = Recorder(sc, self.series, self.sink, end_s=self.duration_s)
         self.table = RequestTable(self.workload.chunks() if arrivals is None else arrivals,
@@ -162,6 +174,10 @@ class Simulation:
             if deg.caches:
                 env = self.env
                 queue.divert = lambda ids: deg.divert(ids, queue.len, queue.max_wait_s(env.now))
+            elif deg.shrinks:  # (no request leaves: the hook cuts items before they queue)
+                env = self.env
+                queue.divert = lambda ids: deg.shrink(ids, queue.len, queue.max_wait_s(env.now),
+                                                      central_admits(queue, ids))
             weights = None
             if pol.pool_preference == "weighted":
                 weights = [p.cfg.weight for p in self.pools]
@@ -270,14 +286,21 @@ class Simulation:
         billed = obs.billed_seconds_window()
         prov = obs.provisioned_seconds_window()
         pools = [PoolRecord(
-            name=p.name, purchase=p.cfg.purchase, price_per_hour_usd=p.cfg.price_per_hour_usd,
-            power_idle_w=p.cfg.power_idle_w, power_busy_w=p.cfg.power_busy_w,
+            name=p.name, purchase=p.cfg.purchase,
+            price_per_hour_usd=p.cfg.price_per_hour_usd * hw.machines_per_node,
+            power_idle_w=p.cfg.power_idle_w * hw.machines_per_node,
+            power_busy_w=p.cfg.power_busy_w * hw.machines_per_node,
             model_gb=p.model_gb, busy_s=b, billed_s=ns, provisioned_s=pr,
             max_billed=p.max_billed, final_desired=p.desired, batches=p.batches,
             served=p.served, preemptions=p.preemptions, failures=p.failures,
             scale_ups=p.scale_ups, scale_downs=p.scale_downs, lost_requests=p.lost_requests,
-            requeued_requests=p.requeued_requests)
-            for p, b, ns, pr in zip(self.pools, busy, billed, prov, strict=True)]
+            requeued_requests=p.requeued_requests, instances=p.instances,
+            gpus_per_node=hw.gpus_per_node,
+            node_type=None if hw.node_type is None else hw.node_type.name,
+            borrows=p.borrows, reclaims=p.reclaims, machines_per_node=hw.machines_per_node,
+            placement=None if hw.plan is None else hw.plan.describe())
+            for p, hw, b, ns, pr in zip(self.pools, self.hardware, busy, billed, prov,
+                                        strict=True)]
         rec = self.recorder
         deg = self.degradation
         peak, rejected, class_peak = self.dispatcher.queue_peaks()

@@ -28,7 +28,8 @@ class DeterminismError(InvariantError):
 def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
     """Every whole-run invariant of docs/architecture.md on a finished run.
 
-    Conservation, causality, capacity (one batch per node, batch size), monotone clock,
+    Conservation, causality, capacity (one batch per model instance, at most ``instances``
+    per node, batch size), monotone clock,
     readiness (work only to ready nodes), fleet bounds (desired and billed nodes within
     [min_nodes, max_nodes]) and billing (node-seconds = integral of provisioned nodes, compute
     cost = node-seconds x price) and SLA accounting (:func:`check_sla`). Raises
@@ -40,7 +41,8 @@ def check_invariants(result: Any, *, max_batch: int | None = None) -> None:
         raise InvariantError("check_invariants needs records='all'")
     check_conservation(s, rec)
     check_causality(rec)
-    check_capacity(rec, max_batch or int(s["batches"]["limit"]))
+    check_capacity(rec, max_batch or int(s["batches"]["limit"]),
+                   {p.name: p.instances for p in result.scenario.cluster.pools})
     check_queue_limits(result)
     check_clock(result)
     check_readiness(result)
@@ -100,22 +102,37 @@ def check_causality(rec: pd.DataFrame) -> None:
         raise InvariantError(f"a request started before it arrived: {bad.iloc[0].to_dict()}")
 
 
-def check_capacity(rec: pd.DataFrame, max_batch: int) -> None:
-    """A node serves one batch at a time; no batch exceeds max_batch requests."""
+def check_capacity(rec: pd.DataFrame, max_batch: int,
+                   instances: dict[str, int] | None = None) -> None:
+    """A model instance serves one batch at a time (a node of a single-instance pool is one
+    instance); a node never serves more batches at once than its pool's ``instances``; no batch
+    exceeds max_batch requests. ``instances``: per pool name (default 1 each)."""
     served = rec[rec["start_s"].notna() & (rec["node"] >= 0)]
     if served.empty:
         return
-    batches = served.groupby(["node", "start_s"], sort=True).agg(
-        size=("id", "size"), finish=("finish_s", "max"))
+    keys = ["node", "instance"] if "instance" in served.columns else ["node"]
+    batches = served.groupby([*keys, "start_s"], sort=True).agg(
+        size=("id", "size"), finish=("finish_s", "max"), pool=("pool", "first"))
     if (batches["size"] > max_batch).any():
         b = batches[batches["size"] > max_batch].iloc[0]
         raise InvariantError(f"batch of {int(b['size'])} > max_batch {max_batch}")
-    for node, g in batches.groupby(level="node"):
+    for key, g in batches.groupby(level=keys):
         starts = g.index.get_level_values("start_s").to_numpy()
         fin = g["finish"].to_numpy()
         prev_fin = fin[:-1]
         if np.any(starts[1:] < np.nan_to_num(prev_fin, nan=np.inf) - EPS):
-            raise InvariantError(f"node {node} started a batch before finishing the previous")
+            what = "node" if len(keys) == 1 else "node, instance"
+            raise InvariantError(f"{what} {key} started a batch before finishing the previous")
+    if len(keys) == 1:
+        return
+    flat = batches.reset_index()
+    for node, g in flat.groupby("node"):
+        limit = (instances or {}).get(str(g["pool"].iloc[0]), 1)
+        fin = np.nan_to_num(g["finish"].to_numpy(dtype=float), nan=np.inf)
+        peak = _peak(g["start_s"].to_numpy(dtype=float), fin - EPS)
+        if peak > limit:
+            raise InvariantError(f"node {node} served {peak} batches at once; its pool has "
+                                 f"{limit} instances per node")
 
 
 def _peak(enter: np.ndarray, leave: np.ndarray) -> int:
@@ -349,7 +366,8 @@ def check_billing(result: Any) -> None:
     """Billing: per pool, provisioned node-seconds = integral over [warmup, end] of the nodes
     in any state but terminated (from the event log); billed node-seconds = that plus the
     top-ups of nodes that lived less than min_billing_s; compute cost = billed node-hours x
-    price per pool, and the run's compute cost is the sum over pools."""
+    price per pool (a borrowed pool: plus checkpoint GPU-hours x the training value per
+    borrow), and the run's compute cost is the sum over pools."""
     s = result.summary
     cfgs = _pool_cfgs(result)
     t_lo, t_hi = float(s["warmup_s"]), float(s["sim_duration_s"])
@@ -359,7 +377,13 @@ def check_billing(result: Any) -> None:
     for name, ps in s["pools"].items():
         cfg = cfgs[name]
         ns = float(ps["nodes"]["node_seconds"])
-        cost = ns / 3600.0 * cfg.price_per_hour_usd
+        machines = ps.get("hardware", {}).get("machines_per_node", 1)
+        cost = ns / 3600.0 * cfg.price_per_hour_usd * machines
+        if cfg.borrow is not None:  # a borrowed pool: plus each borrow's lost checkpoint
+            b = cfg.borrow
+            gpus = ps["hardware"]["gpus_per_node"]
+            cost += (b.checkpoint_overhead_s * gpus * ps["borrow"]["borrows"] / 3600.0
+                     * b.training_value_usd_per_gpu_hour)
         if not np.isclose(ps["cost_usd"]["compute"], cost, rtol=1e-9, atol=1e-9):
             raise InvariantError(f"billing: pool {name} compute cost {ps['cost_usd']['compute']}"
                                  f" != node-seconds {ns} / 3600 x price "
