@@ -552,11 +552,12 @@ def estimate(sc: Scenario, *, curve: ArrivalCurve | None = None,
                       "widen simulation.timeseries_interval_s or " + _shorten(sc)))
 
     # nodes, batchers, autoscalers, failures and preemptions
-    slots = sum(pc.hi for pc in pools)
-    biggest = max(pools, key=lambda pc: pc.hi)
+    # a slot per model instance: max_nodes x instances
+    slots = sum(pc.hi * pc.instances for pc in pools)
+    biggest = max(pools, key=lambda pc: pc.hi * pc.instances)
     slot_field = f"cluster.pools.{biggest.name}.max_nodes"
-    slot_detail = (f"the pools' max_nodes (or nodes), {slots:,} in all, {biggest.hi:,} in "
-                   f"pool '{biggest.name}'")
+    slot_detail = (f"the pools' max_nodes (or nodes) x instances, {slots:,} in all, "
+                   f"{biggest.hi * biggest.instances:,} in pool '{biggest.name}'")
     slot_b = COSTS["slot_per_node_b" if per_node else "slot_central_b"]
     items.append(Item("memory", "node slots", slots, slot_b, slot_field, slot_detail,
                       "lower the pools' max_nodes"))

@@ -488,7 +488,8 @@ class PoolCfg(_Model):
         "(Triton's instance_group count; worker processes on a CPU node); needs their "
         "slowdown: the profile's `instances` block (peaksim calibrate-instances) or "
         "instance_slowdown; central dispatch only")
-    instance_slowdown: dict[int, PosFloat] | None = Field(
+    instance_slowdown: dict[int, Annotated[float, Field(gt=0, le=1000,
+                                                        allow_inf_nan=False)]] | None = Field(
         None, description="service-time multiplier when n instances of a node serve at once "
         "{1 = 1.0, 2 = ..., <instances> = ...} (default: the profile's measured or projected "
         "factors; linear between the counts given)")
@@ -551,6 +552,15 @@ class PoolCfg(_Model):
             raise ValueError("'spot' settings need purchase = 'spot'")
         if self.purchase == "reserved" and (lo != self.nodes or hi != self.nodes):
             raise ValueError("a reserved pool is not scaled: leave min_nodes/max_nodes unset")
+        if hi * self.instances > MAX_POOL_NODES:
+            raise ValueError(f"max_nodes x instances = {hi:,} x {self.instances} model "
+                             f"instances: at most {MAX_POOL_NODES:,} per pool (each is a "
+                             "serving slot)")
+        if self.instance_slowdown is not None:
+            bad = [n for n in self.instance_slowdown if not 1 <= n <= 64]
+            if bad:
+                raise ValueError(f"instance_slowdown counts are concurrent instances, 1 to 64 "
+                                 f"(got {bad[0]})")
         if self.purchase == "borrowed" and self.borrow is None:
             raise ValueError("purchase = 'borrowed' needs 'borrow' with a capacity source: "
                              "borrow.calendar (lending windows) or borrow.trace (a time_s,nodes "

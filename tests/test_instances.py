@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analysis.queueing import erlang_c, mmc_mean_wait, t_interval
 from simulator import run, scenario_from_dict
@@ -187,3 +189,48 @@ def test_profile_without_instance_factors_is_refused(root: Path) -> None:
     d["service"].pop("time", None)
     with pytest.raises(ScenarioError, match=r"calibrate-instances"):
         _build(d)
+
+
+def test_instance_bounds_are_refused() -> None:
+    with pytest.raises(ScenarioError, match=r"max_nodes x instances.*at most 100,000"):
+        scenario_from_dict(mmc_dict(cluster={"pools": [
+            {"name": "gpu", "nodes": 100_000, "instances": 64,
+             "instance_slowdown": {64: 2.0}}]}))
+    with pytest.raises(ScenarioError, match=r"instance_slowdown\.64.*less than or equal to 1000"):
+        scenario_from_dict(mmc_dict(cluster={"pools": [
+            {"name": "gpu", "nodes": 2, "instances": 64, "instance_slowdown": {64: 1e9}}]}))
+    with pytest.raises(ScenarioError, match=r"instance_slowdown counts.*1 to 64 \(got 0\)"):
+        scenario_from_dict(mmc_dict(cluster={"pools": [
+            {"name": "gpu", "nodes": 2, "instances": 2, "instance_slowdown": {0: 1.0}}]}))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(1, 4), nodes=st.integers(1, 3), factor=st.floats(1.0, 3.0),
+       spot=st.booleans(), fail=st.booleans(), lend=st.integers(0, 3),
+       seed=st.integers(0, 2**31))
+def test_conservation_with_instances_spot_failures_and_loans(
+        k: int, nodes: int, factor: float, spot: bool, fail: bool, lend: int,
+        seed: int) -> None:
+    """Random mixes of instances, preemptions, failures and a borrowed pool whose loan ends
+    mid-run: every invariant holds (conservation, capacity per instance and per node,
+    billing, readiness, bounds)."""
+    pool: dict[str, Any] = {"name": "gpu", "nodes": nodes, "min_nodes": 1,
+                            "max_nodes": nodes + 1, "instances": k,
+                            "instance_slowdown": {k: factor} if k > 1 else None}
+    if spot:
+        pool.update(purchase="spot", spot={"preemptions_per_hour": 30, "notice_s": 3})
+    if fail:
+        pool["failures"] = {"mtbf_h": 0.05}
+    pools = [pool, {"name": "lent", "purchase": "borrowed", "nodes": min(lend, 2),
+                    "min_nodes": 0, "max_nodes": 2, "instances": k,
+                    "instance_slowdown": {k: factor} if k > 1 else None,
+                    "borrow": {"calendar": [{"from": 0, "to": 150, "nodes": lend}],
+                               "reclaim_notice_s": 2,
+                               "borrow_delay": {"distribution": "deterministic",
+                                                "mean_s": 5}}}]
+    d = mmc_dict(c=nodes, lam=3.0 * nodes, mean_ms=400, duration_s=300, warmup_s=0,
+                 seed=seed % 1000, simulation={"records": "all"},
+                 cluster={"pools": pools},
+                 policy={"autoscaling": {"name": "hpa", "target": 0.5,
+                                         "sync_period_s": 5}})
+    check_invariants(run(scenario_from_dict(d)))
