@@ -252,6 +252,22 @@ def format_summary(s: dict[str, Any]) -> Any:
             t.add_row(f"  class {name} (SLO {_num(c['slo_ms'])} ms)", value)
     t.add_row("utilisation", f"{100 * s['utilization']:.1f}%")
     t.add_row("nodes mean / max", f"{s['nodes']['mean']:.1f} / {s['nodes']['max']}")
+    for name, ps in (s.get("pools") or {}).items():
+        hw = ps.get("hardware")
+        if hw is None:
+            continue
+        gpus = (f"; GPUs {hw['gpus']['mean']:.1f} / {hw['gpus']['max']}, "
+                f"{hw['gpu_hours']:,.1f} GPU-h" if hw["gpus_per_node"] else "")
+        t.add_row(f"  pool {name}: {hw['node_type'] or 'nodes'} x {hw['instances_per_node']} "
+                  "instances", f"instances {hw['instances']['mean']:.1f} / "
+                  f"{hw['instances']['max']}{gpus}")
+        if hw.get("placement"):
+            t.add_row(f"  pool {name}: placement", str(hw["placement"]))
+        if "borrow" in ps:
+            b = ps["borrow"]
+            t.add_row(f"  pool {name}: borrowed", f"{b['borrows']} borrows, {b['reclaims']} "
+                      f"reclaimed, {b['lost_training_gpu_hours']:,.1f} training GPU-h lost "
+                      f"(USD {b['total_usd']:,.2f})")
     c = s["cost_usd"]
     t.add_row("cost total (USD)", f"{c['total']:,.2f}")
     t.add_row("  compute / energy / storage", f"{c['compute']:,.2f} / {c['energy']:,.2f} / "
