@@ -251,12 +251,14 @@ def stage_timelines(ts: pd.DataFrame, stages: Sequence[str] | None = None, *,
     return fig
 
 
-def end_to_end_series(ts: pd.DataFrame) -> pd.DataFrame:
+def end_to_end_series(ts: pd.DataFrame, e2e: pd.DataFrame | None = None) -> pd.DataFrame:
     """A cascade run's time series (one block per unit, columns ``stage`` and ``unit``) as
     one end-to-end series for the whole-run timeline: arrivals (every class's too) are the
     first unit's (every request enters stage 1), completions the last unit's, queues,
-    requests in the system, drops, timeouts and nodes summed over the units; per-interval
-    latencies and violations are per unit, not end to end: NaN."""
+    requests in the system, drops, timeouts and nodes summed over the units. Per-interval
+    latency and violations come from ``e2e`` (the run's ``timeseries_e2e``: p99 and mean
+    latency, violations and completions end to end); without it, or for per-class columns,
+    they are NaN (the units' are per stage, not end to end)."""
     units = list(dict.fromkeys(ts["unit"]))
     first = ts[ts["unit"] == units[0]].set_index("t_s")
     last = ts[ts["unit"] == units[-1]].set_index("t_s")
@@ -269,4 +271,9 @@ def end_to_end_series(ts: pd.DataFrame) -> pd.DataFrame:
     for c in out.columns:
         if "latency" in c or c == "violations" or c.startswith("violations."):
             out[c] = float("nan")
+    if e2e is not None and not e2e.empty:
+        e = e2e.set_index("t_s")
+        for c in ("p99_latency_ms", "mean_latency_ms", "violations", "completions"):
+            if c in e.columns:
+                out[c] = e[c].reindex(out.index)
     return out.reset_index()

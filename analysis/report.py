@@ -302,7 +302,7 @@ def _run_figures(run: RunResults, rep: Report, window: Any, colors: dict[str, st
         if isinstance(v, Mapping) and v.get("slo_ms") is not None}
     ts = run.timeseries
     if not ts.empty and "unit" in ts:  # a cascade: one end-to-end series for the timeline
-        ts = cp.end_to_end_series(ts)
+        ts = cp.end_to_end_series(ts, run.e2e_series)
     if not ts.empty:
         kw = {"pool_series": run.pool_series, "events": run.events, "slo_ms": slo,
               "start_hour": start_hour, "warmup_s": float(s.get("warmup_s") or 0.0),

@@ -63,6 +63,7 @@ class RunResults:
     scenario: dict[str, Any] | None = None
     pool_series: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
+    e2e_series: pd.DataFrame | None = None  # a cascade's end-to-end series (timeseries_e2e)
     kind: str = field(default="run", init=False)
 
     @property
@@ -183,6 +184,7 @@ def load_run(path: str | Path) -> RunResults:
         scenario=_read_json(p / "scenario.json") if (p / "scenario.json").is_file() else None,
         pool_series=_read_parquet(p / "timeseries_pools.parquet"),
         events=_read_parquet(p / "events.parquet"),
+        e2e_series=_read_parquet(p / "timeseries_e2e.parquet"),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 #: what a run writes (and the report folder ``peaksim report`` adds)
 RUN_FILES = ("summary.json", "scenario.json", "timeseries.parquet", "records.parquet",
-             "timeseries_pools.parquet", "events.parquet")
+             "timeseries_pools.parquet", "events.parquet", "timeseries_e2e.parquet")
 RUN_DIRS = ("report",)
 LOCK = ".peaksim.lock"
 

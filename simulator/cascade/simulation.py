@@ -17,6 +17,7 @@ import numpy as np
 
 from simulator.cascade.derive import Unit, unit_seed
 from simulator.cascade.flow import ForkOutput, OriginSource, StageInput, StageOutput, UnitLink
+from simulator.cascade.series import EndToEndSeries
 from simulator.cascade.stats import EndToEnd, StageStats
 from simulator.engine import Simulation
 from simulator.engine.record import RunRecord
@@ -57,7 +58,8 @@ class CascadeSimulation:
         self.units = units
         classes = sc.workload.classes
         self.slo_s = np.array([(c.slo_ms or sc.sla.slo_ms) / 1e3 for c in classes])
-        self.e2e = EndToEnd(self.slo_s, self.warmup_s, len(classes))
+        self.e2e = EndToEnd(self.slo_s, self.warmup_s, len(classes),
+                            EndToEndSeries(self.duration_s, sc.simulation.timeseries_interval_s))
         upstream: Any = OriginSource(Workload(units[0].scenario, self.seed), self.e2e)
         self.stats: list[StageStats] = []
         self.sims: list[Simulation] = []

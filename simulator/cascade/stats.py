@@ -12,6 +12,7 @@ from collections import deque
 import numpy as np
 
 from simulator.cascade.rows import IdColumns, Rows
+from simulator.cascade.series import EndToEndSeries
 from simulator.metrics import LatencySketch
 
 
@@ -47,8 +48,10 @@ class EndToEnd:
 
     PENDING, DONE = 0, 1
 
-    def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int) -> None:
+    def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int,
+                 series: EndToEndSeries | None = None) -> None:
         self.slo_s = slo_s  # per class, s
+        self.series = series  # the per-interval view (whole run), if kept
         self.warmup_s = warmup_s
         self.cols = IdColumns()  # origin id -> row (t0, cls in the row)
         self._state: deque[np.ndarray] = deque()  # per appended block: done flags
@@ -70,6 +73,8 @@ class EndToEnd:
         self._state.append(np.zeros(len(rows), dtype=np.int8))
         self._block_first.append(int(rows.origin[0]) if len(rows) else self.cols.end)
         self.arrived_all += len(rows)
+        if self.series is not None:
+            self.series.arrive(rows.t0)
         m = rows.t0 >= self.warmup_s
         self.arrived += np.bincount(rows.cls[m], minlength=len(self.arrived))
 
@@ -97,6 +102,9 @@ class EndToEnd:
     def complete(self, rows: Rows) -> None:
         """Rows that left the last stage; ``rows.t``: when the caller has the answer."""
         self._mark(rows.origin)
+        if self.series is not None and len(rows):
+            lat = (rows.t - rows.t0) * 1e3
+            self.series.complete(rows.t0, rows.t, lat, lat > self.slo_s[rows.cls] * 1e3)
         m = rows.t0 >= self.warmup_s
         if not m.any():
             return
@@ -114,6 +122,8 @@ class EndToEnd:
     def lose(self, rows: Rows, where: str) -> None:
         """Rows that ended at a stage (``where``: "stage: reason"): violations."""
         self._mark(rows.origin)
+        if self.series is not None:
+            self.series.violate(rows.t0)
         m = rows.t0 >= self.warmup_s
         if not m.any():
             return
@@ -135,6 +145,8 @@ class EndToEnd:
             self.in_flight += np.bincount(r.cls[m], minlength=n)
             old = m & ((end_s - r.t0) > self.slo_s[r.cls])
             self.in_flight_violations += np.bincount(r.cls[old], minlength=n)
+            if self.series is not None:
+                self.series.violate(r.t0[(end_s - r.t0) > self.slo_s[r.cls]])
         self.violations += self.in_flight_violations
 
 

@@ -191,7 +191,8 @@ def _bottleneck(stages: dict[str, Any]) -> dict[str, Any]:
 
 def cascade_frames(rec: CascadeRecord) -> dict[str, pd.DataFrame]:
     """The units' time series, pool series and fleet events, each row tagged with its
-    ``stage`` and ``unit`` (``timeseries``, ``timeseries_pools``, ``events``)."""
+    ``stage`` and ``unit`` (``timeseries``, ``timeseries_pools``, ``events``), and the
+    end-to-end series (``timeseries_e2e``: :class:`~simulator.cascade.series.EndToEndSeries`)."""
     out: dict[str, list[pd.DataFrame]] = {"timeseries": [], "timeseries_pools": [],
                                           "events": []}
     for u, r in rec.units:
@@ -199,8 +200,11 @@ def cascade_frames(rec: CascadeRecord) -> dict[str, pd.DataFrame]:
                            ("events", r.events)):
             if frame is not None:
                 out[key].append(frame.assign(stage=u.cfg.name, unit=u.name))
-    return {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame())
-            for k, v in out.items()}
+    frames = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame())
+              for k, v in out.items()}
+    if rec.e2e.series is not None:  # what the funnel's caller saw, per interval
+        frames["timeseries_e2e"] = rec.e2e.series.frame()
+    return frames
 
 
 def format_stages(s: dict[str, Any]) -> Any:
