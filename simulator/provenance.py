@@ -2,10 +2,10 @@
 
 ``compare``, ``plan`` and ``sweep`` write a ``provenance`` block into their JSON result: the
 PeakSim and Python versions, the scenario file and every input file it names (calibration
-profiles, traces, diurnal curves, spot traces, plugin files) each with its SHA-256, the global
-overrides and each variant's own, the experiment seed and the seed of every replication, the
-warm-up and a shell command that reproduces the experiment. Reports show it; a report can be
-turned back into the command that made it.
+profiles, traces, diurnal curves, spot and loan traces, plugin files) each with its SHA-256,
+the global overrides and each variant's own, the experiment seed and the seed of every
+replication, the warm-up and a shell command that reproduces the experiment. Reports show it; a
+report can be turned back into the command that made it.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def _input_fields(sc: Scenario) -> list[tuple[str, str, str]]:
                           p.service.serving))
         if p.spot is not None and p.spot.trace:
             found.append(("spot_trace", f"cluster.pools.{p.name}.spot.trace", p.spot.trace))
+        if p.borrow is not None and p.borrow.trace:
+            found.append(("borrow_trace", f"cluster.pools.{p.name}.borrow.trace",
+                          p.borrow.trace))
     for st in sc.stages or []:  # a cascade's stage and channel services
         svcs = [(f"stages.{st.name}.service", st.service)]
         svcs += [(f"stages.{st.name}.channels.{c.name}.service", c.service)

@@ -189,3 +189,22 @@ def test_dumped_scenario_reloads() -> None:
     sc = scenario_from_dict(_peak_scenario())
     again = scenario_from_dict(sc.model_dump(mode="json", by_alias=True))
     assert again.cluster.pools[1].price_per_hour_usd == sc.cluster.pools[1].price_per_hour_usd
+
+
+def test_loan_trace_is_an_input_of_the_run(tmp_path: Path) -> None:
+    """The loan's trace is read by the run: provenance lists it with its SHA-256, so kept runs
+    (keyed by input content) are not reused when it changes."""
+    from simulator.provenance import input_files
+
+    trace = tmp_path / "loan.csv"
+    trace.write_text("time_s,nodes\n0,6\n1300,2\n")
+    d = _peak_scenario()
+    d["cluster"]["pools"][1]["borrow"] = {"trace": str(trace)}
+    sc = scenario_from_dict(d)
+    Simulation(sc)
+    files = {f["field"]: f for f in input_files(sc)}
+    entry = files["cluster.pools.lent.borrow.trace"]
+    before = entry["sha256"]
+    trace.write_text("time_s,nodes\n0,6\n1200,2\n")
+    assert {f["field"]: f for f in input_files(sc)}[
+        "cluster.pools.lent.borrow.trace"]["sha256"] != before
