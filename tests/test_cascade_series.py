@@ -87,3 +87,31 @@ def test_written_and_drawn_in_the_whole_run_timeline(tmp_path: Path) -> None:
                                   loaded.e2e_series["violations"].to_numpy())
     # without it (an older run folder) the end-to-end latency is unknown, not the units'
     assert cp.end_to_end_series(loaded.timeseries)["p99_latency_ms"].isna().all()
+
+
+@pytest.mark.parametrize("mode", ["cache", "variant"])
+def test_stage_degradation_adds_its_quality_loss_end_to_end(mode: str, root: Path) -> None:
+    """A stage's own queue-driven degradation (a cached answer, or a cheaper variant) costs the
+    request its quality loss end to end, as budget-driven skips and shrinks do."""
+    loss = 0.03
+    deg: dict[str, Any] = {"enabled": True, "queue_delay_ms": 5, "share": 0.5,
+                           "mode": mode, "quality_loss": loss}
+    rank: dict[str, Any] = {"name": "rank", "pools": ["k"], "degradation": deg}
+    if mode == "variant":
+        deg["fallback_variant"] = "int8_emb"
+        rank["service"] = {"profile": str(root / "scenarios/profiles/cpu-x86.json"),
+                           "variant": "fp32"}
+        rank["batching"] = {"name": "dynamic", "max_batch": 4, "max_wait_ms": 1}
+    else:
+        rank["service"] = exp_service(9.0)
+    stages = [{"name": "recall", "pools": ["r"], "candidates_out": 100, "expands": True},
+              rank]
+    raw = cascade(stages, [("r", 2), ("k", 1)], 380.0 if mode == "variant" else 105.0,
+                  duration=120.0, warmup=10.0, slo_ms=300.0, service=exp_service(3.0))
+    s = run(scenario_from_dict(raw), seed=2).summary
+    unit = s["units"]["rank"]["degradation"]["degraded"]
+    assert unit > 50
+    got = s["degradation"]["quality_loss_total"]
+    # every request the unit degraded that completed end to end in the window carries it
+    assert loss * (unit - s["requests"]["in_flight"] - 5) <= got <= loss * (unit + 5)
+    assert s["degradation"]["degraded"] == pytest.approx(got / loss, abs=1e-6)

@@ -109,17 +109,37 @@ class UnitLink:
         if deg is not None and deg.shrinks:
             self._cut_loss = deg.quality_loss_per_degraded()
             deg.on_shrink = self._shrunk
+        # cache answers and fallback-variant batches (policy.degradation): their quality
+        # loss joins the request's end-to-end loss (per unit id from _cut_base, like _cut)
+        self._deg_loss = 0.0 if deg is None or not deg.enabled else \
+            deg.quality_loss_per_degraded()
+        self._deg = np.zeros(0, dtype=bool)
 
-    def _shrunk(self, ids: np.ndarray, cand: np.ndarray) -> None:
-        """The unit cut requests ``ids`` to ``cand`` candidates as they joined its queue."""
+    def _grow(self, ids: np.ndarray) -> None:
+        """Drop the per-id marks below the oldest unread id; make room up to ``ids``."""
         low = self.oldest_unread()
-        if low > self._cut_base:  # rows below are let go: their cuts too
-            self._cut = self._cut[min(low - self._cut_base, len(self._cut)):]
+        if low > self._cut_base:  # rows below are let go: their marks too
+            drop = min(low - self._cut_base, len(self._cut))
+            self._cut, self._deg = self._cut[drop:], self._deg[drop:]
             self._cut_base = low
         need = int(ids.max()) + 1 - self._cut_base - len(self._cut)
         if need > 0:
-            self._cut = np.concatenate([self._cut, np.zeros(max(need, 1024), dtype=np.int64)])
+            grow = max(need, 1024)
+            self._cut = np.concatenate([self._cut, np.zeros(grow, dtype=np.int64)])
+            self._deg = np.concatenate([self._deg, np.zeros(grow, dtype=bool)])
+
+    def _shrunk(self, ids: np.ndarray, cand: np.ndarray) -> None:
+        """The unit cut requests ``ids`` to ``cand`` candidates as they joined its queue."""
+        self._grow(ids)
         self._cut[ids - self._cut_base] = cand
+
+    def degraded(self, ids: np.ndarray) -> None:
+        """The unit answered ``ids`` from its cache or served them with its fallback variant
+        (a :class:`~simulator.engine.requests.FateListener` method)."""
+        if not len(ids) or not self._deg_loss:
+            return
+        self._grow(ids)
+        self._deg[ids - self._cut_base] = True
 
     def entry(self, ids: np.ndarray) -> Rows:
         """The rows of unit requests ``ids`` as they leave: as they entered, but with the
@@ -131,11 +151,13 @@ class UnitLink:
         ok = (loc >= 0) & (loc < len(self._cut))
         cut = np.zeros(len(ids), dtype=np.int64)
         cut[ok] = self._cut[loc[ok]]
+        deg = np.zeros(len(ids), dtype=bool)
+        deg[ok] = self._deg[loc[ok]]
         m = cut > 0
-        if not m.any():
+        if not m.any() and not deg.any():
             return rows
         return Rows(rows.t, rows.origin, rows.t0, rows.cls, np.where(m, cut, rows.cand),
-                    rows.qloss + self._cut_loss * m)
+                    rows.qloss + self._cut_loss * m + self._deg_loss * deg)
 
     def served_ids(self, ids: np.ndarray, finish_s: float) -> None:
         self._id_batches.append((ids, finish_s))

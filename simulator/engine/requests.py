@@ -51,6 +51,10 @@ class FateListener(Protocol):
 
     def ended(self, ids: np.ndarray, outcome: Outcome, t_s: np.ndarray) -> None: ...
 
+    def degraded(self, ids: np.ndarray) -> None:
+        """Requests ``ids`` were degraded: answered from a cache, or served by a cheaper
+        variant (a cascade adds their quality loss to the end-to-end one)."""
+
 
 class ChunkView:
     """A finished slice of the table handed to the recorder (arrays are copies-free views)."""
@@ -327,10 +331,15 @@ class RequestTable:
         self.start[loc] = self.t[loc]
         self.end(ids, COMPLETED, self.t[loc] + latency_s)
         self.degraded[loc] = 1
+        if self._listener is not None:
+            self._listener.degraded(np.asarray(ids, dtype=np.int64))
 
     def mark_degraded(self, ids: range | np.ndarray) -> None:
         """Requests served by a fallback (cheaper variant) instead of the pool's model."""
         self.degraded[self._loc(ids)] = 1
+        if self._listener is not None:
+            self._listener.degraded(np.arange(ids.start, ids.stop) if type(ids) is range
+                                    else np.asarray(ids, dtype=np.int64))
 
     def resize(self, first: int, end: int, size: np.ndarray | None = None) -> None:
         """Arrivals [first, end) join a queue now, with ``size`` items each (None: as they
