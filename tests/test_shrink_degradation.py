@@ -110,6 +110,10 @@ def test_a_cascade_stage_passes_fewer_candidates_only_while_its_queue_is_long() 
     out = round(rank["candidates"]["out_mean"] * passed)
     cut, rest = divmod(500 * passed - out, 500 - 200)  # each passed on 500 or ceil(500 x .4)
     assert rest == 0 and 0.2 * passed < cut < passed
+    # the stage counts its queue-driven cuts as shrinks (cut and passed on, plus the cut
+    # ones still in the stage or lost there)
+    assert cut <= rank["requests"]["shrunk"] <= cut + rank["requests"]["entered"] - passed
+    assert quiet["stages"]["rank"]["requests"]["shrunk"] == 0
     assert busy["stages"]["rerank"]["candidates"]["in_mean"] < 450
     deg = busy["degradation"]
     # the cut ones that finished count their loss end to end (a few may be in flight)

@@ -84,8 +84,10 @@ class UnitLink:
     """
 
     def __init__(self, name: str, sim: Any, cand_out: SizeCfg | None, expands: bool,
-                 rng: np.random.Generator, releases: bool = True) -> None:
+                 rng: np.random.Generator, releases: bool = True,
+                 stats: StageStats | None = None) -> None:
         self.name = name
+        self._stats = stats  # its stage's counts (queue-driven cuts are shrinks)
         self.sim = sim
         self._releases = releases  # False for a fork's channels: the join releases their rows
         self.rows = IdColumns()  # unit request id -> row at entry
@@ -132,6 +134,9 @@ class UnitLink:
         """The unit cut requests ``ids`` to ``cand`` candidates as they joined its queue."""
         self._grow(ids)
         self._cut[ids - self._cut_base] = cand
+        if self._stats is not None:  # a shrink of the stage, counted in its window
+            t0 = self.rows.get(ids).t0
+            self._stats.shrunk += int((t0 >= self._stats.warmup_s).sum())
 
     def degraded(self, ids: np.ndarray) -> None:
         """The unit answered ``ids`` from its cache or served them with its fallback variant

@@ -80,7 +80,7 @@ class CascadeSimulation:
                                  arrivals=stage_in.chunks(i))
                 links.append(UnitLink(u.name, sim, u.candidates_out, st.expands,
                                       stream(self.seed, f"cascade-candidates:{u.name}"),
-                                      releases=not st.channels))
+                                      releases=not st.channels, stats=stats))
                 self.sims.append(sim)
             if st.channels:
                 timeouts = [float("inf") if u.join_timeout_ms is None else u.join_timeout_ms / 1e3
