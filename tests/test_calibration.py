@@ -102,10 +102,14 @@ def test_fit_reproduces_held_out_points_within_stated_error() -> None:
     best = {b: min(float(np.median(r)) for r in np.split(c, rounds))
             for b, c in zip(spec.batch_sizes, m.samples_ms["fp32"], strict=True)}
     fit = fit_latency(sizes, [best[b] for b in sizes])
-    noise = 0.10  # run-to-run noise of a least-disturbed median on this shared 2-core machine
-    for b in held:
-        err = abs(float(fit(b)) - best[b]) / best[b]
-        assert err <= fit.max_rel_error + noise, (b, err, fit.max_rel_error)
+    # run-to-run noise of one cell on this shared 2-core machine: ~5% typical, 23% worst
+    # (../shared/docs/calibration-notes.md); a fresh clone once saw 30% at batch 2 (~0.2 ms,
+    # near the timer floor). Each point may be off by the worst cell; their median by the
+    # typical one (a wrong fit misses most held-out points, noise only some)
+    errs = [abs(float(fit(b)) - best[b]) / best[b] for b in held]
+    for b, err in zip(held, errs, strict=True):
+        assert err <= fit.max_rel_error + 0.35, (b, err, fit.max_rel_error)
+    assert float(np.median(errs)) <= fit.max_rel_error + 0.10, (errs, fit.max_rel_error)
 
 
 def test_fit_choice_and_isotonic() -> None:
