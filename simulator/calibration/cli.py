@@ -442,6 +442,7 @@ def show(file: str, plot: str | None) -> None:
     """Table of variant x batch size (items): median, p99, fitted forward time, fit error
     (in-sample and held-out) and service time with serving overheads (ms)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from simulator.calibration.fit import held_out_errors
@@ -453,8 +454,10 @@ def show(file: str, plot: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     con = Console()
     purpose = prof.purpose or "not recorded (older file)"
-    con.print(f"[bold]{prof.name}[/] ({prof.source}) on {prof.device.name}; purpose: {purpose}",
-              highlight=False)
+    node = (f"node type {prof.node_type}" if prof.node_type
+            else "node type not recorded (any pool may use it)")
+    con.print(f"[bold]{escape(prof.name)}[/] ({prof.source}) on {escape(prof.device.name)}; "
+              f"{escape(node)}; purpose: {purpose}", highlight=False)
     if prof.purpose == "test":
         con.print("[yellow]a test profile (calibrate --quick): not for capacity decisions[/]")
     con.print("fit error: in-sample = |fit - median| / median at each measured size; held-out "
