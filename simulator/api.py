@@ -63,7 +63,11 @@ def run(
         from simulator.cascade.summary import build_cascade_summary, cascade_frames
 
         frames = cascade_frames(rec)
-        return RunResult(sc, build_cascade_summary(rec), frames.pop("timeseries"), None,
-                         frames)
+        if rec.records is not None and records_path is not None:  # kept, then written once
+            from simulator.output import write_parquet
+
+            write_parquet(Path(records_path), rec.records)
+        return RunResult(sc, build_cascade_summary(rec), frames.pop("timeseries"),
+                         rec.records if records_path is None else None, frames)
     extras = {"timeseries_pools": rec.pool_series, "events": rec.events}
     return RunResult(sc, build_summary(rec), rec.timeseries, rec.records, extras)

@@ -81,6 +81,10 @@ def check_metrics(names: Sequence[str], sc: Scenario) -> None:
         if name in ALIASES:
             continue
         if name.startswith("wait_exceeds:"):
+            if sc.stages is not None:
+                raise ValueError(f"metric '{name}': a cascade has no one queue to wait in (a "
+                                 "queue per stage): use stages.<stage>.latency_ms.p99, "
+                                 "p99_ms or violation_rate")
             try:
                 float(name.split(":", 1)[1])
                 continue

@@ -183,9 +183,6 @@ def _cascade(sc: Scenario, seed: int | None, records: str | None) -> Any:
     from simulator.cascade.derive import units_of
     from simulator.cascade.simulation import CascadeSimulation
 
-    if records not in (None, "none", "auto"):
-        raise ScenarioError(f"{sc.source}: field 'simulation.records': the records given to "
-                            f"the run ({records!r}): a cascade keeps no per-request records yet")
     units = units_of(sc)
     est = Estimate()
     for u in units:
@@ -193,9 +190,17 @@ def _cascade(sc: Scenario, seed: int | None, records: str | None) -> Any:
         est.arrivals = max(est.arrivals, e.arrivals)
         est.items += [dataclasses.replace(i, field=f"stages.{u.name}: {i.field}")
                       for i in e.items]
+    mode = records or sc.simulation.records
+    if mode != "none":  # end-to-end records are kept in memory until the end
+        kept = {"all": est.arrivals, "auto": min(est.arrivals, 1e6)}.get(mode)
+        if kept is None:
+            kept = est.arrivals * float(mode.split(":", 1)[1])
+        est.items.append(Item("memory", "end-to-end records", kept, COSTS["record_b"],
+                              "simulation.records", f"records = '{mode}' kept in memory",
+                              "sample them (records = 'sample:P') or turn them off ('none')"))
     check_resources(sc, est)
     try:
-        return CascadeSimulation(sc, units, seed)
+        return CascadeSimulation(sc, units, seed, records=records)
     except ScenarioError:
         raise
     except Exception as exc:

@@ -132,8 +132,6 @@ BASE = cascade([{"name": "rank", "pools": ["a"]}], [("a", 1)], 10.0, duration=20
      "grow along the funnel"),
     (lambda d: d["stages"][0].update(degrade={"skip_below_ms": 10}),
      "stages.rank.degrade.skip_below_ms", "first stage cannot be skipped"),
-    (lambda d: d["simulation"].update(records="all"), "simulation.records",
-     "no per-request records"),
     (lambda d: d["stages"][0].update(pools=[], channels=[
         {"name": "x", "pools": ["a"], "candidates_out": 1}]), "stages", "at least 2 channels"),
     (lambda d: d["stages"][0].update(service={"profile": "gone.json", "variant": "fp32"}),

@@ -4,7 +4,7 @@ Refused, naming the stage and the field: an empty stage list; a stage naming a p
 not exist, or a pool another stage (or channel) already serves, or a pool no stage serves; a
 stage budget above a class's end-to-end SLO; candidate counts that grow along the funnel where
 the stage does not say ``expands = true``; skipping the first stage (it makes the
-candidates); per-request records (a cascade keeps none yet).
+candidates).
 """
 
 from __future__ import annotations
@@ -73,7 +73,3 @@ def check_cascade(sc: Any) -> None:
                      f"receives at most {top_in:,}: candidates grow along the funnel only "
                      "where a stage "
                      "says so (expands = true, e.g. recall)")
-    if sc.simulation.records not in ("none", "auto"):
-        fail("simulation.records", f"'{sc.simulation.records}': a cascade keeps no "
-             "per-request records yet (its summary holds every stage's and the end-to-end "
-             "figures): set records = \"none\"")

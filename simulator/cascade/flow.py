@@ -391,8 +391,10 @@ class StageOutput:
         self.link.sim.advance(y)
         self.input.ensure(y)
         ids, t = self.link.take(y, floor)
-        for lids, outcome, _t_end, _learnt in self.link.take_lost():
-            lost = self.link.rows.get(lids)
+        for lids, outcome, t_end, _learnt in self.link.take_lost():
+            r = self.link.rows.get(lids)
+            when = np.broadcast_to(np.asarray(t_end, dtype=float), r.origin.shape)
+            lost = Rows(when, r.origin, r.t0, r.cls, r.cand, r.qloss)
             lose(self.stats, self.e2e, lost, f"{self.cfg.name}: {OUTCOME_NAMES[outcome]}")
         entry = self.link.entry(ids)
         dep = Rows(t, entry.origin, entry.t0, entry.cls, self.link.candidates(entry.cand),
@@ -499,7 +501,9 @@ class ForkOutput:
             cand = np.minimum(cand, cap)
         none = cand <= 0
         if none.any():
-            lose(self.stats, self.e2e, entry.take(none), f"{self.cfg.name}: no candidates")
+            e = entry.take(none)
+            lose(self.stats, self.e2e, Rows(t_join[none], e.origin, e.t0, e.cls, e.cand, e.qloss),
+                 f"{self.cfg.name}: no candidates")
         ok = ~none
         dep = Rows(t_join[ok], entry.origin[ok], entry.t0[ok], entry.cls[ok], cand[ok],
                    entry.qloss[ok] + self._qx[loc][ok])

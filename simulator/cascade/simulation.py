@@ -17,6 +17,7 @@ import numpy as np
 
 from simulator.cascade.derive import Unit, unit_seed
 from simulator.cascade.flow import ForkOutput, OriginSource, StageInput, StageOutput, UnitLink
+from simulator.cascade.records import EndToEndRecords
 from simulator.cascade.series import EndToEndSeries
 from simulator.cascade.stats import EndToEnd, StageStats
 from simulator.engine import Simulation
@@ -41,6 +42,8 @@ class CascadeRecord:
     units: list[tuple[Unit, RunRecord]]
     stages: list[StageStats]
     e2e: EndToEnd
+    records_mode: str = "none"
+    records: Any = None  # per-request records (simulator.cascade.records), or None
 
 
 class CascadeSimulation:
@@ -50,7 +53,7 @@ class CascadeSimulation:
     per-request records, in memory."""
 
     def __init__(self, sc: Any, units: list[Unit], seed: int | None = None,
-                 trace: bool = False) -> None:
+                 trace: bool = False, records: str | None = None) -> None:
         self.sc = sc
         self.seed = sc.simulation.seed if seed is None else int(seed)
         self.duration_s = float(sc.simulation.duration_s)
@@ -58,9 +61,20 @@ class CascadeSimulation:
         self.units = units
         classes = sc.workload.classes
         self.slo_s = np.array([(c.slo_ms or sc.sla.slo_ms) / 1e3 for c in classes])
+        workload = Workload(units[0].scenario, self.seed)
+        # per-request records (end to end), as a single-stage run's: auto keeps them all up
+        # to a million expected requests, else a sample of about a million
+        mode = records or sc.simulation.records
+        if mode == "auto":
+            expected = workload.mean_rate_qps() * self.duration_s
+            mode = "all" if expected <= 1e6 else f"sample:{max(1e6 / expected, 1e-6):.6g}"
+        self.records_mode = mode
+        keep = None if mode == "none" else (1.0 if mode == "all" else float(mode.split(":")[1]))
         self.e2e = EndToEnd(self.slo_s, self.warmup_s, len(classes),
-                            EndToEndSeries(self.duration_s, sc.simulation.timeseries_interval_s))
-        upstream: Any = OriginSource(Workload(units[0].scenario, self.seed), self.e2e)
+                            EndToEndSeries(self.duration_s, sc.simulation.timeseries_interval_s),
+                            None if keep is None else
+                            EndToEndRecords(keep, stream(self.seed, "records")))
+        upstream: Any = OriginSource(workload, self.e2e)
         self.stats: list[StageStats] = []
         self.sims: list[Simulation] = []
         self.outputs: list[Any] = []
@@ -108,6 +122,9 @@ class CascadeSimulation:
         for st, out in zip(self.stats, self.outputs, strict=True):
             st.in_transit += len(out.collect(self.duration_s + out.net_s + 1.0))
         self.e2e.finish(self.duration_s)
+        records = None
+        if self.e2e.records is not None:
+            records = self.e2e.records.frame([c.name for c in self.sc.workload.classes])
         return CascadeRecord(self.sc, self.seed, self.duration_s, self.warmup_s,
                              time.perf_counter() - t0, list(zip(self.units, recs, strict=True)),
-                             self.stats, self.e2e)
+                             self.stats, self.e2e, self.records_mode, records)

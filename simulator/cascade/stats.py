@@ -11,6 +11,7 @@ from collections import deque
 
 import numpy as np
 
+from simulator.cascade.records import EndToEndRecords
 from simulator.cascade.rows import IdColumns, Rows
 from simulator.cascade.series import EndToEndSeries
 from simulator.metrics import LatencySketch
@@ -49,9 +50,11 @@ class EndToEnd:
     PENDING, DONE = 0, 1
 
     def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int,
-                 series: EndToEndSeries | None = None) -> None:
+                 series: EndToEndSeries | None = None,
+                 records: EndToEndRecords | None = None) -> None:
         self.slo_s = slo_s  # per class, s
         self.series = series  # the per-interval view (whole run), if kept
+        self.records = records  # per-request records (whole run), if kept
         self.warmup_s = warmup_s
         self.cols = IdColumns()  # origin id -> row (t0, cls in the row)
         self._state: deque[np.ndarray] = deque()  # per appended block: done flags
@@ -105,6 +108,8 @@ class EndToEnd:
         if self.series is not None and len(rows):
             lat = (rows.t - rows.t0) * 1e3
             self.series.complete(rows.t0, rows.t, lat, lat > self.slo_s[rows.cls] * 1e3)
+        if self.records is not None:
+            self.records.add(rows, "completed", "", rows.t)
         m = rows.t0 >= self.warmup_s
         if not m.any():
             return
@@ -120,10 +125,13 @@ class EndToEnd:
             self.latency[int(c)].add(lat_ms[r.cls == c])
 
     def lose(self, rows: Rows, where: str) -> None:
-        """Rows that ended at a stage (``where``: "stage: reason"): violations."""
+        """Rows that ended at a stage (``where``: "stage: reason"; ``rows.t``: when):
+        violations."""
         self._mark(rows.origin)
         if self.series is not None:
             self.series.violate(rows.t0)
+        if self.records is not None:
+            self.records.add(rows, "dropped", where, rows.t)
         m = rows.t0 >= self.warmup_s
         if not m.any():
             return
@@ -140,6 +148,8 @@ class EndToEnd:
             if not len(pend):
                 continue
             r = self.cols.get(pend)
+            if self.records is not None:
+                self.records.add(r, "in_flight", "", np.full(len(r), np.nan))
             m = r.t0 >= self.warmup_s
             n = len(self.completed)
             self.in_flight += np.bincount(r.cls[m], minlength=n)

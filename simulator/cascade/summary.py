@@ -157,7 +157,7 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
         "stages": stages,
         "bottleneck": bottleneck,
         "units": units,
-        "records": "none",
+        "records": rec.records_mode,
         "profile_guards": {"warnings": [w for s in units.values()
                                         for w in (s.get("profile_guards") or {})
                                         .get("warnings", [])]},
