@@ -27,6 +27,7 @@ from pydantic import (
 from simulator import calendar_time, sections
 from simulator.borrowing import BorrowCfg
 from simulator.cascade.config import StageCfg
+from simulator.hardware.node_types import lookup
 from simulator.policies.registry import PluginError, load_plugins
 from simulator.sections import (  # noqa: F401  (re-exported: the scenario's tables)
     AdmissionCfg,
@@ -131,8 +132,6 @@ class Scenario(_Model):
     def _node_types(self) -> Scenario:
         """A pool naming a known node type (cluster.node_types, else the catalog) takes the
         price (by purchase) and power it leaves unset from it."""
-        from simulator.hardware.node_types import lookup
-
         for p in self.cluster.pools:
             nt = lookup(p.node_type, self.cluster.node_types)
             given = p.model_fields_set

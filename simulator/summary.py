@@ -21,7 +21,7 @@ def _hardware(p: Any, node_seconds: float, window_s: float) -> dict[str, Any] | 
     g = p.gpus_per_node * p.machines_per_node
     return {"node_type": p.node_type, "instances_per_node": p.instances,
             "machines_per_node": p.machines_per_node, "gpus_per_node": g,
-            "placement": p.placement,
+            "placement": p.placement, "instance_slowdown": p.slowdown_source,
             "instances": {"mean": node_seconds / window_s * p.instances,
                           "max": p.max_billed * p.instances},
             "gpus": {"mean": node_seconds / window_s * g, "max": p.max_billed * g},

@@ -138,6 +138,16 @@ def _write(path: Path, raw: dict[str, Any]) -> str:
     return text
 
 
+def _block_added(before: str, p: Path) -> dict[str, Any]:
+    """The instances block the command added to the profile at ``p``, checking that it only
+    inserted lines and that everything else is as it was."""
+    _only_inserted(before, p.read_text())
+    raw = json.loads(p.read_text())
+    block = raw.pop("instances")
+    assert json.dumps(raw, indent=1) + "\n" == before
+    return block  # type: ignore[no-any-return]
+
+
 def test_calibrate_instances_adds_block_only(tmp_path: Path) -> None:
     """A quick real measurement on the tiny model: factor(1) == 1, factor(2) not below ~0.8,
     and every other byte of the profile unchanged."""
@@ -147,10 +157,7 @@ def test_calibrate_instances_adds_block_only(tmp_path: Path) -> None:
                                     "--instances", "1,2", "--quick", "--batch-sizes", "8",
                                     "--window-s", "0.1"])
     assert res.exit_code == 0, res.output
-    _only_inserted(before, p.read_text())
-    raw = json.loads(p.read_text())
-    block = raw.pop("instances")
-    assert json.dumps(raw, indent=1) + "\n" == before
+    block = _block_added(before, p)
     prof = Profile.model_validate(json.loads(p.read_text()))
     assert prof.instances is not None and prof.instances.source == "measured"
     assert instance_factor(prof, "fp32", 1) == 1.0
@@ -311,10 +318,7 @@ def test_project_instances_in_place_keeps_the_rest(tmp_path: Path, name: str) ->
     res = CliRunner().invoke(main, ["profile", "project", str(p), "--instances-only",
                                     "--instances", "1,2,4,8"])
     assert res.exit_code == 0, res.output
-    _only_inserted(before, p.read_text())
-    raw = json.loads(p.read_text())
-    block = raw.pop("instances")
-    assert json.dumps(raw, indent=1) + "\n" == before
+    block = _block_added(before, p)
     f = block["slowdown"]["fp32"]
     assert f["1"] == 1.0 and 1.0 <= f["2"] <= f["4"] <= f["8"] <= 8.0
     if (SHIPPED / f"{name}.json").read_text().find('"instances"') >= 0:  # shipped = projected

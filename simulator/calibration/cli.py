@@ -378,9 +378,8 @@ def calibrate_instances(profile_path: str, instances: str, variants: str | None,
     (written atomically). The model is rebuilt from the profile's 'model' block."""
     import json
 
-    from simulator.calibration.instances import FULL, QUICK, add_block_text, spec_from_profile
-    from simulator.output import atomic_write
-    from simulator.profiles import Profile, ProfileError, _load_cached, load_profile
+    from simulator.calibration.instances import FULL, QUICK, spec_from_profile
+    from simulator.profiles import ProfileError, load_profile
 
     counts = _counts(instances)
     try:
@@ -421,13 +420,7 @@ def calibrate_instances(profile_path: str, instances: str, variants: str | None,
     if device_name not in block["method"]:
         click.secho(f"note: the profile was measured on '{device_name}'; these factors come "
                     "from this machine (named in the block's method)", fg="yellow", err=True)
-    new = add_block_text(text, block)
-    Profile.model_validate(json.loads(new))
-    target = Path(out or profile_path)
-    atomic_write(target, lambda p: p.write_text(new))
-    _load_cached.cache_clear()
-    _echo_instances(block)
-    click.echo(f"wrote {target}")
+    _write_instances_block(text, block, Path(out or profile_path))
 
 
 @click.group("profile")
@@ -610,11 +603,9 @@ def _project_instances_in_place(file: str, gpu: str | None, out: str | None,
     """Add the projected ``instances`` block to a projected GPU profile: the GPU's figures from
     its provenance (as projected; else --gpu), each variant's architecture from
     ``model.variants`` (else the built-in DLRM's ``model.config`` and the variant's widths)."""
-    from simulator.calibration.instances import add_block_text
     from simulator.calibration.model import ModelConfig
     from simulator.calibration.roofline import GPU, GPUS, project_instances, variant_arch
-    from simulator.output import atomic_write
-    from simulator.profiles import Profile, ProfileError, _load_cached, load_profile
+    from simulator.profiles import ProfileError, load_profile
 
     try:
         prof = load_profile(file)
@@ -649,13 +640,7 @@ def _project_instances_in_place(file: str, gpu: str | None, out: str | None,
                                        f"recorded for variant {v}")
     block = project_instances(arch, {v: p.batch_sizes for v, p in prof.variants.items()}, dev,
                               counts)
-    new = add_block_text(text, block)
-    Profile.model_validate(json.loads(new))
-    target = Path(out or file)
-    atomic_write(target, lambda p: p.write_text(new))
-    _load_cached.cache_clear()
-    _echo_instances(block)
-    click.echo(f"wrote {target}")
+    _write_instances_block(text, block, Path(out or file))
 
 
 @click.command("validate-calibration")
@@ -768,3 +753,18 @@ if __name__ == "__main__":
     for c in commands:
         _main.add_command(c)
     _main()
+
+
+def _write_instances_block(text: str, block: dict[str, Any], target: Path) -> None:
+    """Write profile ``text`` with its ``instances`` block added (or replaced), every other
+    byte unchanged, atomically to ``target``; validated first."""
+    from simulator.calibration.instances import add_block_text
+    from simulator.output import atomic_write
+    from simulator.profiles import Profile, _load_cached
+
+    new = add_block_text(text, block)
+    Profile.model_validate(json.loads(new))
+    atomic_write(target, lambda p: p.write_text(new))
+    _load_cached.cache_clear()
+    _echo_instances(block)
+    click.echo(f"wrote {target}")

@@ -45,6 +45,7 @@ class PoolRecord:
     reclaims: int = 0  # borrowed nodes taken back by the training cluster
     machines_per_node: int = 1  # machines a simulated node is (a replica across nodes)
     placement: str | None = None  # the memory layout of a replica, in words
+    slowdown_source: str = ""  # where the instances' slowdown factors came from
 
 
 @dataclass(frozen=True)

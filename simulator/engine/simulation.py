@@ -83,7 +83,7 @@ class Simulation:
             n_slots = pc.hi * hw.instances  # one slot per model instance
             self.pools.append(Pool(i, pc, svc, range(nid, nid + n_slots),
                                    instances=hw.instances, slowdown=hw.slowdown,
-                                   loan=hw.loan, comm_s=hw.comm_s(),
+                                   loan=hw.loan, comm_s=hw.batch_comm(),
                                    device_groups=hw.device_groups))
             self.hardware.append(hw)
             nid += n_slots
@@ -298,6 +298,7 @@ class Simulation:
             gpus_per_node=hw.gpus_per_node,
             node_type=None if hw.node_type is None else hw.node_type.name,
             borrows=p.borrows, reclaims=p.reclaims, machines_per_node=hw.machines_per_node,
+            slowdown_source=hw.slowdown_source,
             placement=None if hw.plan is None else hw.plan.describe())
             for p, hw, b, ns, pr in zip(self.pools, self.hardware, busy, billed, prov,
                                         strict=True)]

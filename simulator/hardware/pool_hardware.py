@@ -7,6 +7,7 @@ naming the fields); pure, no SimPy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.borrowing import borrow_windows_for_peaks, capacity_schedule
@@ -61,8 +62,8 @@ class PoolHardware:
         powered together)."""
         return self.plan.nodes_per_replica if self.plan is not None else 1
 
-    def comm_s(self) -> object:
-        """The per-batch latency the layout adds (a callable of items, s), or None."""
+    def batch_comm(self) -> Callable[[int], float] | None:
+        """The per-batch latency the layout adds (items -> s), or None when it adds none."""
         p = self.plan
         if p is None or not p.out_dims or p.comm_s(max(1, p.max_batch_items)) == 0.0:
             return None
