@@ -105,6 +105,10 @@ CASES: dict[str, Any] = {
     "black_friday": (SCEN / "black_friday.toml", ['simulation.end="11-27 00:50"']),
     "steady_day": (SCEN / "steady_day.toml", ['simulation.end="11-03 20:50"']),
     "mmc_check": (SCEN / "mmc_check.toml", ["simulation.duration_s=20000"]),
+    # the whole funnel over the midnight ramp (six units, a fork and its join)
+    "singles_day_cascade": (SCEN / "singles_day_cascade.toml",
+                            ['simulation.start="11-10 23:58"', 'simulation.end="11-11 00:03"',
+                             "simulation.warmup_s=60"]),
     "central-dynamic": _small(),
     "central-none": _small(**{"policy.batching": {"name": "none"}}),
     "central-preferred": _small(**{"policy.batching": {

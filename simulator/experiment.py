@@ -11,6 +11,7 @@ executor runs them.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import itertools
 import json
 import re
@@ -110,6 +111,28 @@ def check_metrics(names: Sequence[str], sc: Scenario) -> None:
                     what = {"classes": "class", "pools": "pool", "stages": "stage"}[section]
                     raise ValueError(f"metric '{name}': no {what} of that name; {section}: "
                                      + ", ".join(known))
+                if section == "stages" and rest[len(item) + 1:].startswith("over_budget"):
+                    cfg = next(x for x in sc.stages or [] if x.name == item)
+                    if cfg.budget_ms is None:
+                        raise ValueError(f"metric '{name}': stage {item} has no budget_ms "
+                                         f"(give stages.{item}.budget_ms to count its runs "
+                                         "over budget)")
+
+
+def require_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
+    """Refuse metrics the runs' summaries do not have (a dotted field check_metrics could not
+    rule out before the runs: ``latency_ms.p999``, or a field one kind of run lacks), naming
+    the metric and the nearest fields. The runs are kept (with an output folder) for a rerun.
+    """
+    for name in names:
+        col = metric_column(name)
+        if col in df.columns:
+            continue
+        head = col.split(".", 1)[0]
+        near = difflib.get_close_matches(col, [str(c) for c in df.columns], n=5, cutoff=0.6)
+        near = near or sorted(str(c) for c in df.columns if str(c).startswith(head + "."))[:12]
+        raise ScenarioError(f"metric '{name}': the runs' summaries have no field '{col}'"
+                            + (f"; fields like it: {', '.join(near)}" if near else ""))
 
 
 def replication_seed(experiment_seed: int, r: int) -> int:
@@ -438,6 +461,8 @@ def compare(scenario: Scenario | Mapping[str, Any] | str | Path,
 
             n = replications or min_replications
             batch(0, n)
+            require_columns(pd.DataFrame(rows), [*precision_metrics,
+                                                 *(c for _, c, _ in HEADLINE)])
             while rel_precision is not None:
                 df = pd.DataFrame(rows)
                 need = max(stats.replications_needed(df.loc[df["variant"] == v, metric_column(m)],

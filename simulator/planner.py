@@ -55,6 +55,7 @@ from simulator.experiment import (
     load_base,
     metric_column,
     replication_seed,
+    require_columns,
     resolve_warmup,
     run_warnings,
 )
@@ -275,6 +276,7 @@ class _Planner:
     def _summarise(self, point: dict[str, Any], phase: str) -> dict[str, Any]:
         k = self.key(point)
         df = pd.DataFrame(self.rows[k])
+        require_columns(df, self.metrics)
         cis = {m: stats.t_ci(df[metric_column(m)], self.level) for m in self.metrics}
         decision = stats.sequential_decision([cis[c.metric] for c in self.cons], self.cons)
         for c in self.cons:  # t_ci drops infinite values; one that breaks the bound decides

@@ -104,7 +104,10 @@ def profile_guards(sc: Scenario) -> list[Guard]:
     if sc.stages is not None:
         from simulator.cascade.derive import units_of
 
-        return [Guard(f"stages.{u.name}: {g.field}", g.message, g.kind)
+        # a later stage's request sizes are the candidates the stage before passes on
+        return [Guard(f"stages.{u.name}: {g.field}", g.message if u.stage == 0 else
+                      g.message.replace("workload.classes size.max", "the candidates it "
+                                        "receives: the stage before's candidates_out"), g.kind)
                 for u in units_of(sc) for g in profile_guards(u.scenario)]
 
     need = largest_batch_items(sc)

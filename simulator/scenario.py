@@ -102,10 +102,14 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _services(self) -> Scenario:
         staged = {}  # pool -> its stage's (or channel's) service, in a cascade
+        named: set[str] = set()  # pools some stage names
         for st in self.stages or []:
             for _name, pools, svc, _b in st.units():
                 staged.update({p: svc for p in pools if svc is not None})
+                named.update(pools)
         for p in self.cluster.pools:
+            if self.stages and p.name not in named:
+                continue  # the cascade's checks say it serves no stage
             if p.service is None and self.service is None and p.name not in staged:
                 raise ValueError(
                     f"pool '{p.name}' has no service: add [service] or cluster.pools.service"

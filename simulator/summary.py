@@ -152,6 +152,20 @@ def _profile_guards(run: RunRecord) -> dict[str, Any]:
     return sec
 
 
+def _end_utilization(run: RunRecord) -> float:
+    """Utilisation over the run's last full time-series interval (busy nodes, time-averaged,
+    over the nodes billed at its end); 0.0 without one. A backlog that builds late in a run
+    (a peak at its end) shows here while the whole run's utilisation stays low."""
+    ts = run.timeseries
+    if ts is None or not len(ts) or "busy_nodes" not in ts:
+        return 0.0
+    filled = ts[ts["provisioned_nodes"] > 0]
+    if not len(filled):
+        return 0.0
+    last = filled.iloc[-1]
+    return float(last["busy_nodes"] / last["provisioned_nodes"])
+
+
 def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[str, Any]:
     """Whether the offered load exceeded what the cluster could serve, and why.
 
@@ -160,7 +174,8 @@ def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[s
     (``workload.classes[].max_queue_length``), (b) more than that share timed out waiting
     (``admission.timeout_ms`` or a class ``timeout_ms``), (c) more than that share was shed
     by the memory cap (``simulation.max_in_system``: still waiting when that many later
-    requests had arrived), or (d) utilisation exceeded 0.97 and more than 10 requests per node
+    requests had arrived), or (d) utilisation exceeded 0.97 (over the run, or over its last
+    time-series interval: a peak at the run's end) and more than 10 requests per node
     (``n_nodes``: the most billed) were still queued or in flight at the end (a growing
     backlog). Requests lost with a preempted or failed node (``on_preempt`` / ``on_failure`` =
     "lose") are losses, reported in ``causes`` but never a reason for overload. Shares of (a),
@@ -201,9 +216,13 @@ def overload_verdict(run: RunRecord, utilization: float, n_nodes: int) -> dict[s
             f"still waiting when {cap:,} later requests had arrived: past it the run models a "
             "queue that drops its oldest requests, not the one configured; raise the cap (about "
             "160 bytes a request) or bound the queue (admission.max_queue_length or timeout_ms)")
-    if utilization > 0.97 and backlog > 10 * n_nodes:
-        reasons.append(f"utilisation {utilization:.3f} with {backlog:,.0f} requests still "
-                       "queued or in flight at the end (a growing backlog)")
+    end_util = _end_utilization(run)
+    causes["utilization_at_end"] = end_util
+    if (utilization > 0.97 or end_util > 0.97) and backlog > 10 * n_nodes:
+        at_end = (f" ({end_util:.3f} over the last interval)" if end_util > 0.97
+                  and not utilization > 0.97 else "")
+        reasons.append(f"utilisation {utilization:.3f}{at_end} with {backlog:,.0f} requests "
+                       "still queued or in flight at the end (a growing backlog)")
     reason = "; ".join(reasons)
     if lost:
         note = (f"{lost:,} requests ({causes['lost_share']:.2%}) lost with preempted or failed "

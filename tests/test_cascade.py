@@ -140,6 +140,17 @@ BASE = cascade([{"name": "rank", "pools": ["a"]}], [("a", 1)], 10.0, duration=20
      "field 'stages.rank.batching'", "max_batch"),
     (lambda d: d["stages"][0].update(degrade={"shrink_below_ms": 5, "skip_below_ms": 10}),
      "stages", "shrink_below_ms"),
+    # names become unit names ("stage/channel") and paths ("stages.<stage>.<field>")
+    (lambda d: d["stages"][0].update(name="recall/embedding"), "name", "may not contain '/'"),
+    (lambda d: d["stages"][0].update(name="ra.nk"), "name", "may not contain '.'"),
+    (lambda d: d["stages"][0].update(name=""), "name", "may not be empty"),
+    # settings that would never act, or make every request miss
+    (lambda d: d["stages"][0].update(degrade={"shrink_to": 0.4}), "stages.rank.degrade",
+     "shrink_to is given without shrink_below_ms"),
+    (lambda d: d["stages"][0].update(network_ms=500), "stages.rank.network_ms",
+     "every request of it would miss the SLO"),
+    (lambda d: d["stages"][0].update(candidates_out=2.5), "stages.rank.candidates_out",
+     "2.5 is not a count"),
 ])
 def test_malformed_cascade_refused_naming_stage_and_field(change: Any, field: str,
                                                           words: str) -> None:
@@ -150,6 +161,17 @@ def test_malformed_cascade_refused_naming_stage_and_field(change: Any, field: st
     msg = str(err.value)
     assert field in msg and words in msg, msg
     assert "Traceback" not in msg
+
+
+def test_pool_moved_to_another_stage_is_named_as_such() -> None:
+    """Services given per stage (no [service]): a pool moved to another stage's list is
+    refused as serving two stages, not as a pool without a service."""
+    raw = cascade([{"name": "one", "pools": ["a"], "service": exp_service(1.0)},
+                   {"name": "two", "pools": ["a"], "service": exp_service(1.0)}],
+                  [("a", 1), ("b", 1)], 10.0, duration=20.0, warmup=0.0)
+    raw.pop("service")
+    with pytest.raises(ScenarioError, match=r"stages.two.pools.*already serves stages.one"):
+        scenario_from_dict(raw, "c.toml")
 
 
 def test_single_stage_scenario_has_no_cascade_sections() -> None:
@@ -171,7 +193,9 @@ def check_flow(sc: Any, seed: int) -> dict[str, Any]:
     dur = sc.simulation.duration_s
     # end to end: every request completed, was lost, or is in flight (each once)
     r = s["requests"]
-    assert r["arrived"] == r["completed"] + r["dropped"] + r["in_flight"]
+    assert r["arrived"] == (r["completed"] + r["dropped"] + r["timed_out"] + r["shed_by_cap"]
+                            + r["in_flight"])
+    assert r["timed_out"] == sum(v for k, v in r["lost"].items() if k.endswith(": timed_out"))
     traces = []
     for k, (cfg, stt) in enumerate(zip(stages, rec.stages, strict=True)):
         tr = np.concatenate(stt.trace) if stt.trace else np.zeros((0, 5))
@@ -348,6 +372,46 @@ def test_fork_join_timeout_drops_the_slow_channel() -> None:
                         recall["candidates"]["out_mean"], rel_tol=0.01)
 
 
+def test_fork_join_in_progress_at_the_end_stays_in_flight() -> None:
+    """Requests whose channels are still working when the run ends are in flight, not lost:
+    the join's timeouts fire only within the run (its final flush once fired them past the
+    end, reporting over-provisioned requests as 'no candidates' drops and violations)."""
+    det = {"time": {"distribution": "deterministic", "mean_ms": 500.0}}
+    chans = [{"name": c, "pools": [c], "candidates_out": 100, "timeout_ms": 800}
+             for c in ("c1", "c2")]
+    raw = cascade([{"name": "recall", "channels": chans, "expands": True},
+                   {"name": "rank", "pools": ["rank"], "candidates_out": 10}],
+                  [("c1", 60), ("c2", 60), ("rank", 60)], 50.0, duration=60.0, warmup=10.0,
+                  slo_ms=2000.0, service=det)
+    res = run(scenario_from_dict(raw), seed=7, records="all")
+    s = res.summary
+    assert s["requests"]["dropped"] == 0 and s["sla"]["violations"] == 0, s["requests"]
+    # two 500 ms services in a row: whatever arrived in the last second is still in flight
+    rec = res.records
+    late = int((rec["arrival_s"] >= 60.0 - 1.0).sum())
+    assert 0 < s["requests"]["in_flight"] <= late + 2
+    assert (rec["finish_s"].dropna() <= 60.0).all()
+    assert s["stages"]["recall"]["requests"]["passed"] <= \
+        s["stages"]["rank"]["requests"]["entered"] + late
+
+
+def test_stage_losing_its_requests_is_named_first() -> None:
+    """A join whose channels never answer in time loses every request: the verdict names the
+    fork stage and the cause, not the busiest stage."""
+    chans = [{"name": c, "pools": [c], "candidates_out": 100, "timeout_ms": 0.01}
+             for c in ("c1", "c2")]
+    raw = cascade([{"name": "recall", "channels": chans, "expands": True},
+                   {"name": "rank", "pools": ["k"], "service": exp_service(20.0)}],
+                  [("c1", 2), ("c2", 2), ("k", 1)], 20.0, duration=60.0, warmup=5.0,
+                  service=exp_service(2.0))
+    s = run(scenario_from_dict(raw), seed=3).summary
+    # (a 2 ms exponential service is rarely under 10 us: a few answer in time)
+    assert s["requests"]["dropped"] >= 0.95 * s["requests"]["arrived"]
+    b = s["bottleneck"]
+    assert b["stage"] == "recall" and "no candidates" in b["why"], b
+    assert "no channel answered within the join's timeouts" in b["why"]
+
+
 def test_experiments_vary_stage_knobs_and_name_the_stage_to_scale() -> None:
     """compare varies a stage's knobs (--set paths into stages and its pools); per-stage
     metrics are checked against the stage names; every run says which stage to scale."""
@@ -377,6 +441,55 @@ def test_experiments_vary_stage_knobs_and_name_the_stage_to_scale() -> None:
     assert more["stages.rank.latency_ms.mean"].mean() < base["stages.rank.latency_ms.mean"].mean()
     assert more["stages.rank.utilization"].mean() < base["stages.rank.utilization"].mean()
     assert np.allclose(more["stages.recall.latency_ms.mean"], base["stages.recall.latency_ms.mean"])
+
+
+def test_plan_refuses_metrics_the_runs_lack_and_budgetless_stage_rates() -> None:
+    """A constraint on a stage without budget_ms is refused before any run; a dotted field no
+    summary has is refused by name after the first runs (not a KeyError); the worst-window
+    constraint works on a cascade (its summary has sla.worst_window)."""
+    from simulator.experiment import check_metrics
+    from simulator.planner import plan
+
+    raw = cascade([{"name": "recall", "pools": ["r"], "candidates_out": 200, "expands": True},
+                   {"name": "rank", "pools": ["k"], "budget_ms": 60}],
+                  [("r", 1), ("k", 1)], 40.0, duration=30.0, warmup=5.0,
+                  service=exp_service(3.0))
+    sc = scenario_from_dict(raw)
+    check_metrics(["stages.rank.over_budget_rate"], sc)
+    with pytest.raises(ValueError, match="stage recall has no budget_ms"):
+        check_metrics(["stages.recall.over_budget_rate"], sc)
+    with pytest.raises(ScenarioError, match=r"no field 'latency_ms.p999'.*latency_ms.p99"):
+        plan(sc, ["cluster.pools.k.nodes:1..1"], ["latency_ms.p999<=50"], min_replications=2,
+             max_replications=2, workers=1)
+    res = plan(sc, ["cluster.pools.k.nodes:1..1"], ["worst_window_violation_rate<=1"],
+               min_replications=2, max_replications=2, workers=1)
+    assert res.best is not None
+
+
+def test_a_stage_that_gets_nothing_does_not_run_the_stages_before_ahead() -> None:
+    """Every request skips the last stage, so its unit never gets an arrival: looking for
+    the next one must not run the stages before to the end of the run (holding all their
+    rows: memory then grew with the run, not with the requests in flight). The units' clocks
+    stay within a few seconds of each other at every step."""
+    from simulator.cascade import simulation as csim
+
+    raw = cascade([{"name": "one", "pools": ["a"], "network_ms": 1.0},
+                   {"name": "two", "pools": ["b"],
+                    "degrade": {"skip_below_ms": 500.0, "skip_quality_loss": 0.01}}],
+                  [("a", 2), ("b", 1)], 50.0, duration=600.0, warmup=10.0, slo_ms=500.0,
+                  service=exp_service(5.0))
+    sc = scenario_from_dict(raw)
+    sim = CascadeSimulation(sc, units_of(sc), 3)
+    for u in sim.sims:
+        u.start()
+    y, spread = 0.0, 0.0
+    while y < sim.duration_s:
+        y = min(y + csim.STEP_S, sim.duration_s)
+        sim.e2e.complete(sim.last.collect(y))
+        clocks = [u.env.now for u in sim.sims]
+        spread = max(spread, max(clocks) - min(clocks))
+    assert spread <= 10.0, spread  # (the look-ahead, 1 s, plus windows of <= 2 s a stage)
+    assert sim.stats[1].skipped > 0 and sim.stats[1].entered == sim.stats[1].skipped
 
 
 def test_fork_join_state_released_while_slow_channels_still_answer() -> None:

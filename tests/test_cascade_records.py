@@ -80,3 +80,22 @@ def test_queue_wait_metric_is_refused_for_a_cascade() -> None:
 
     with pytest.raises(ValueError, match=r"wait_exceeds:5.*cascade has no one queue"):
         check_metrics(["wait_exceeds:5"], scenario_from_dict(_raw()))
+
+
+def test_timeouts_and_cap_sheds_counted_apart_as_a_single_stage_run() -> None:
+    """A stage's timeouts and memory-cap sheds are requests.timed_out and shed_by_cap (and the
+    records' outcomes), not folded into dropped, so compare and sweep columns mean the same
+    in a cascade and a single-stage run."""
+    stages = [dict(STAGES[0]), {**STAGES[1], "admission": {"timeout_ms": 30}}, STAGES[2]]
+    raw = cascade(stages, [("r", 2), ("k", 1), ("x", 1)], 130.0, duration=120.0,
+                  warmup=10.0, slo_ms=80.0, service=exp_service(3.0))
+    res = run(scenario_from_dict(raw), records="all")
+    s, r = res.summary["requests"], res.records
+    assert s["timed_out"] == s["lost"]["rank: timed_out"] > 0
+    assert s["dropped"] == sum(v for k, v in s["lost"].items()
+                               if not k.endswith((": timed_out", ": shed_by_cap")))
+    win = r[r["arrival_s"] >= 10.0]
+    assert (win["outcome"] == "timed_out").sum() == s["timed_out"]
+    assert set(win.loc[win["outcome"] == "timed_out", "ended_at"]) == {"rank: timed_out"}
+    assert s["arrived"] == (s["completed"] + s["dropped"] + s["timed_out"] + s["shed_by_cap"]
+                            + s["in_flight"])

@@ -115,3 +115,32 @@ def test_stage_degradation_adds_its_quality_loss_end_to_end(mode: str, root: Pat
     # every request the unit degraded that completed end to end in the window carries it
     assert loss * (unit - s["requests"]["in_flight"] - 5) <= got <= loss * (unit + 5)
     assert s["degradation"]["degraded"] == pytest.approx(got / loss, abs=1e-6)
+
+
+def test_worst_window_as_a_single_stage_run() -> None:
+    """sla.worst_window (and each class's): a window as long as the measured run is the run's
+    own violation rate; a shorter one is the worst of the per-interval rates recomputed from
+    the per-request records (violations and their denominator by arrival interval)."""
+    raw = _raw()
+    raw["sla"]["worst_window_s"] = 180.0  # the whole measured window (200 s - 20 s warm-up)
+    s = run(scenario_from_dict(raw)).summary
+    ww = s["sla"]["worst_window"]
+    assert ww["violation_rate"] == pytest.approx(s["sla"]["violation_rate"], rel=1e-12)
+    assert ww["violations"] == s["sla"]["violations"] and ww["start_s"] == 20.0
+    raw["sla"]["worst_window_s"] = 20.0
+    res = run(scenario_from_dict(raw), records="all")
+    rec = res.records
+    rec = rec[rec["arrival_s"] >= 20.0]
+    late = (rec["outcome"] != "completed") & ~((rec["outcome"] == "in_flight")
+                                               & (200.0 - rec["arrival_s"] <= 0.08))
+    late |= rec["latency_ms"] > 80.0
+    counted = (rec["outcome"] != "in_flight") | late
+    b = (rec["arrival_s"] // 10.0).astype(int)
+    v = np.bincount(b[late], minlength=20)
+    n = np.bincount(b[counted], minlength=20)
+    rates = [(v[k] + v[k + 1]) / (n[k] + n[k + 1]) for k in range(2, 19)]
+    got = res.summary["sla"]["worst_window"]
+    assert got["violation_rate"] == pytest.approx(max(rates), rel=1e-12)
+    assert got["start_s"] == 10.0 * (2 + int(np.argmax(rates)))
+    for name, c in res.summary["classes"].items():
+        assert 0 <= c["sla"]["worst_window"]["violation_rate"] <= 1, name

@@ -41,3 +41,17 @@ def test_queue_limits_name_the_setting() -> None:
 def test_a_light_load_is_not_overloaded() -> None:
     s = run(scenario_from_dict(mmc_dict(duration_s=2000, warmup_s=100)), seed=4).summary
     assert not s["overloaded"] and s["overload_reason"] == ""
+
+
+def test_a_backlog_built_by_a_peak_at_the_end_is_overloaded() -> None:
+    """Half load for most of the run, then a 4x peak that the node cannot serve: the whole
+    run's utilisation stays low, but the last interval's is ~1 with thousands queued, so the
+    run says it is overloaded (it once reported a 7.9 s p99 as not overloaded)."""
+    d = mmc_dict(c=1, lam=50.0, mean_ms=10.0, duration_s=200, warmup_s=10)
+    d["simulation"]["timeseries_interval_s"] = 10
+    d["workload"]["peaks"] = [{"name": "late", "start_s": 160, "ramp_s": 1, "hold_s": 100,
+                               "multiplier": 4.0, "relative_to": "curve"}]
+    s = run(scenario_from_dict(d), seed=5).summary
+    assert s["utilization"] < 0.8 and s["overload"]["backlog_at_end"] > 1000
+    assert s["overload"]["utilization_at_end"] > 0.97
+    assert s["overloaded"] and "over the last interval" in s["overload_reason"]

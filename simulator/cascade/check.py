@@ -56,6 +56,13 @@ def check_cascade(sc: Any) -> None:
                 fail(f"stages.{st.name}.budget_ms",
                      f"{st.budget_ms:g} ms is larger than the end-to-end SLO of class '{n}' "
                      f"({s:g} ms): a stage's budget is a share of it")
+    hops = sum(st.network_ms for st in stages)
+    if hops > 0:
+        n, s = min(slos, key=lambda x: x[1])
+        if hops >= s:
+            fail(f"stages.{max(stages, key=lambda x: x.network_ms).name}.network_ms",
+                 f"the stages' network hops add up to {hops:g} ms, at least the end-to-end "
+                 f"SLO of class '{n}' ({s:g} ms): every request of it would miss the SLO")
     if stages[0].degrade.skip_below_ms is not None:
         fail(f"stages.{stages[0].name}.degrade.skip_below_ms",
              "the first stage cannot be skipped: it makes the candidates the others score")

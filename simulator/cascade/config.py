@@ -12,6 +12,7 @@ their candidates. Units: ``_ms`` milliseconds, candidates in items.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -32,11 +33,32 @@ from simulator.sections import (
 
 
 def _as_size(v: Any) -> Any:
-    """``candidates_out = 500`` is a constant count; a table is a size distribution."""
+    """``candidates_out = 500`` is a constant count (``500.0`` too); a table is a size
+    distribution; any other number is refused as not a count."""
     if isinstance(v, bool):
         return v
+    if isinstance(v, float):
+        if not (math.isfinite(v) and v == int(v)):
+            raise ValueError(f"{v!r} is not a count: give a positive whole number of "
+                             "candidates, or a size distribution table such as { distribution"
+                             " = \"uniform\", mean = 400, min = 200, max = 600 }")
+        v = int(v)
     if isinstance(v, int):
         return {"distribution": "constant", "mean": v, "min": v, "max": v}
+    return v
+
+
+def _name(v: str) -> str:
+    """A stage or channel name: it names a unit (``stage`` or ``stage/channel``: its random
+    streams and its rows in the summary) and a ``--set`` / metric path (``stages.<name>.``),
+    so it may not be empty or hold ``.`` or ``/`` (two units would share a name)."""
+    if not v.strip() or v != v.strip():
+        raise ValueError(f"{v!r}: a name may not be empty or begin or end with spaces")
+    bad = sorted({c for c in v if c in "./"})
+    if bad:
+        raise ValueError(f"{v!r}: a name may not contain {' or '.join(map(repr, bad))} "
+                         "(it names the stage's units, 'stage/channel', and the paths "
+                         "'stages.<stage>.<field>')")
     return v
 
 
@@ -44,6 +66,7 @@ class ChannelCfg(_Model):
     """One parallel channel of a fork stage (e.g. one recall source)."""
 
     name: str
+    _named = field_validator("name")(_name)
     pools: list[str] = Field(min_length=1, description="names of the cluster.pools serving "
                              "this channel")
     service: ServiceCfg | None = Field(None, description="default: the stage's, else the "
@@ -81,6 +104,16 @@ class StageDegradeCfg(_Model):
 
     @model_validator(mode="after")
     def _order(self) -> StageDegradeCfg:
+        # (by value, not by the fields given: a scenario dumped with its defaults and read
+        # again, as compare and sweep do, gives them all)
+        fields = type(self).model_fields
+        for knob, trigger in (("shrink_to", "shrink_below_ms"),
+                              ("shrink_quality_loss", "shrink_below_ms"),
+                              ("skip_quality_loss", "skip_below_ms")):
+            if getattr(self, knob) != fields[knob].default and getattr(self, trigger) is None:
+                raise ValueError(f"{knob} is given without {trigger}: it would never apply "
+                                 f"(give {trigger}, the end-to-end budget left below which "
+                                 "the stage degrades)")
         if (self.skip_below_ms is not None and self.shrink_below_ms is not None
                 and self.shrink_below_ms < self.skip_below_ms):
             raise ValueError(f"shrink_below_ms ({self.shrink_below_ms:g}) < skip_below_ms "
@@ -93,6 +126,7 @@ class StageCfg(_Model):
     """One stage of the cascade, in order (see the module docstring)."""
 
     name: str
+    _named = field_validator("name")(_name)
     pools: list[str] = Field(default_factory=list, description="names of the cluster.pools "
                              "serving this stage (a fork stage gives channels instead)")
     channels: list[ChannelCfg] = Field(default_factory=list, description="parallel channels "

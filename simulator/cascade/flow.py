@@ -68,10 +68,12 @@ class OriginSource:
             self._next_origin += n
             rows = Rows(ch.time.astype(np.float64), ids, ch.time.astype(np.float64),
                         ch.cls.astype(np.int16), ch.size.astype(np.int64), np.zeros(n))
-            self._e2e.arrive(rows)
             self._held = Rows.concat([self._held, rows])
             self._loaded_until = ch.t1
         out, self._held = self._held.split(until_s)
+        # the end-to-end fates start as the requests arrive, not as their chunk is read (a
+        # chunk at a peak holds minutes of arrivals: only the held copy keeps them)
+        self._e2e.arrive(out)
         return out
 
 
@@ -478,19 +480,22 @@ class ForkOutput:
                 res_t = np.minimum(learnt, entry.t + self.timeouts_s[c])
                 np.maximum.at(self._t, loc[fresh], res_t[fresh])
                 self._done[c, loc] = True
-        # the join stops waiting for a channel at t_in + its timeout
+        # the join stops waiting for a channel at t_in + its timeout; nothing happens after
+        # the run's end (the final flush asks past it): what would resolve later stays in
+        # flight
+        until = min(y, self.input.duration_s)
         n_held = rows0.end - self._base
         if n_held:
             t_in = rows0.get(range(self._base, rows0.end)).t
             for c in range(len(self.links)):
                 if math.isfinite(self.timeouts_s[c]):
-                    late = ~self._done[c, :n_held] & (t_in + self.timeouts_s[c] < y)
+                    late = ~self._done[c, :n_held] & (t_in + self.timeouts_s[c] < until)
                     if late.any():
                         np.maximum.at(self._t, np.flatnonzero(late),
                                       (t_in + self.timeouts_s[c])[late])
                         self._done[c, :n_held][late] = True
         ready = self._done[:, :n_held].all(axis=0) & ~self._emitted[:n_held] \
-            & (self._t[:n_held] < y)
+            & (self._t[:n_held] < until)
         loc = np.flatnonzero(ready)
         self._emitted[loc] = True
         entry = rows0.get(loc + self._base)

@@ -3,7 +3,8 @@
 Columns: ``id`` (the origin id, in stage-1 arrival order), ``arrival_s`` (at stage 1),
 ``class``, ``candidates`` (what the last stage returned; 0 when the request did not complete),
 ``finish_s`` (the answer reached the caller, or the request was lost; NaN in flight),
-``outcome`` (``completed``, ``dropped``: lost at a stage, ``in_flight`` at the end),
+``outcome`` (``completed``; lost at a stage: ``timed_out`` or ``shed_by_cap`` as a
+single-stage run names them, ``dropped`` for any other loss; ``in_flight`` at the end),
 ``ended_at`` (where a lost request ended, ``"<stage>: <reason>"``; empty otherwise),
 ``latency_ms`` (finish - arrival) and ``quality_loss`` (of a completed request). Every request
 of the run, the warm-up's too, as a single-stage run's records; ``sample:P`` keeps each with
@@ -17,7 +18,7 @@ import pandas as pd
 
 from simulator.cascade.rows import Rows
 
-OUTCOMES = ("completed", "dropped", "in_flight")
+OUTCOMES = ("completed", "dropped", "timed_out", "shed_by_cap", "in_flight")
 
 
 class EndToEndRecords:

@@ -36,20 +36,21 @@ class EndToEndSeries:
         self._buckets: dict[int, dict[int, int]] = {}  # interval -> bucket -> count
         self._proto = LatencySketch()  # the bucket layout (and its quantile rule)
 
-    def _bin(self, t_s: np.ndarray) -> np.ndarray:
+    def interval_of(self, t_s: np.ndarray) -> np.ndarray:
+        """The interval index of each time ``t_s`` (s), clipped to the run."""
         return np.clip((np.asarray(t_s) // self.interval_s).astype(np.int64), 0, self.n - 1)
 
     def arrive(self, t0_s: np.ndarray) -> None:
         """Origin requests entering stage 1 at ``t0_s``."""
-        self.arrivals += np.bincount(self._bin(t0_s), minlength=self.n)
+        self.arrivals += np.bincount(self.interval_of(t0_s), minlength=self.n)
 
     def complete(self, t0_s: np.ndarray, done_s: np.ndarray, lat_ms: np.ndarray,
                  late: np.ndarray) -> None:
         """Requests answered at ``done_s`` after ``lat_ms``; ``late``: past their SLO."""
         if not len(t0_s):
             return
-        self.completions += np.bincount(self._bin(done_s), minlength=self.n)
-        b = self._bin(t0_s)
+        self.completions += np.bincount(self.interval_of(done_s), minlength=self.n)
+        b = self.interval_of(t0_s)
         self.violations += np.bincount(b[late], minlength=self.n)
         self._done += np.bincount(b, minlength=self.n)
         self._lat_sum += np.bincount(b, weights=lat_ms, minlength=self.n)
@@ -67,7 +68,7 @@ class EndToEndSeries:
     def violate(self, t0_s: np.ndarray) -> None:
         """Violations that are not late answers: lost at a stage, or in flight past the SLO
         at the end (binned by arrival)."""
-        self.violations += np.bincount(self._bin(t0_s), minlength=self.n)
+        self.violations += np.bincount(self.interval_of(t0_s), minlength=self.n)
 
     def _p99(self, k: int) -> float:
         per = self._buckets.get(k)

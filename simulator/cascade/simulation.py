@@ -27,6 +27,10 @@ from simulator.workload import Workload
 
 #: simulated seconds between the cascade's steps (each asks the last stage for its answers)
 STEP_S = 0.5
+#: how far past its clock (s) an idle unit reads its arrivals to find the next one: reading
+#: them runs the stages before ahead, holding their rows, so a stage that gets nothing for a
+#: while (re-ranking skipped by every request at a peak) must not read minutes ahead
+LOOKAHEAD_S = 1.0
 
 
 @dataclass
@@ -91,7 +95,8 @@ class CascadeSimulation:
             for i, u in enumerate(mine):
                 sim = Simulation(u.scenario, seed=unit_seed(self.seed, u.name),
                                  records="all" if trace else "none",
-                                 arrivals=stage_in.chunks(i))
+                                 arrivals=stage_in.chunks(i),
+                                 arrival_lookahead_s=LOOKAHEAD_S)
                 links.append(UnitLink(u.name, sim, u.candidates_out, st.expands,
                                       stream(self.seed, f"cascade-candidates:{u.name}"),
                                       releases=not st.channels, stats=stats))

@@ -48,6 +48,7 @@ class EndToEnd:
     + its network hop - arrival), lost at a stage, or in flight at the end."""
 
     PENDING, DONE = 0, 1
+    BLOCK = 8192  # rows per block of done flags (see arrive)
 
     def __init__(self, slo_s: np.ndarray, warmup_s: float, n_classes: int,
                  series: EndToEndSeries | None = None,
@@ -69,12 +70,32 @@ class EndToEnd:
         self.latency = [LatencySketch() for _ in range(n_classes)]
         self.qloss = np.zeros(n_classes)  # quality lost, summed over completed requests
         self.degraded = np.zeros(n_classes, dtype=np.int64)  # completed with a loss > 0
+        # per class, by arrival interval (the series' intervals), whole run: SLA violations
+        # and the requests in the violation rate's denominator (completed, lost, in flight
+        # past the SLO), for the worst sliding window (as a single-stage run's)
+        n_iv = series.n if series is not None else 0
+        self.viol_by_interval = np.zeros((n_classes, n_iv), dtype=np.int64)
+        self.counted_by_interval = np.zeros((n_classes, n_iv), dtype=np.int64)
+
+    def _count(self, t0_s: np.ndarray, cls: np.ndarray, late: np.ndarray) -> None:
+        """Requests arrived at ``t0_s`` now counted in the violation rate; ``late``: of them,
+        the violations."""
+        if self.series is None or not len(t0_s):
+            return
+        b = self.series.interval_of(t0_s)
+        np.add.at(self.counted_by_interval, (cls, b), 1)
+        np.add.at(self.viol_by_interval, (cls[late], b[late]), 1)
 
     def arrive(self, rows: Rows) -> None:
         """Origin rows (ids = their ``origin``) entering stage 1."""
         self.cols.append(rows)
-        self._state.append(np.zeros(len(rows), dtype=np.int8))
-        self._block_first.append(int(rows.origin[0]) if len(rows) else self.cols.end)
+        # done flags in blocks of at most BLOCK rows: a block's rows are let go when all of
+        # them have ended, so small blocks keep memory near the requests in flight (a
+        # workload chunk at a 30x peak holds a million requests)
+        first = int(rows.origin[0]) if len(rows) else self.cols.end
+        for a in range(0, max(len(rows), 1), self.BLOCK):
+            self._state.append(np.zeros(min(self.BLOCK, len(rows) - a), dtype=np.int8))
+            self._block_first.append(first + a)
         self.arrived_all += len(rows)
         if self.series is not None:
             self.series.arrive(rows.t0)
@@ -108,6 +129,7 @@ class EndToEnd:
         if self.series is not None and len(rows):
             lat = (rows.t - rows.t0) * 1e3
             self.series.complete(rows.t0, rows.t, lat, lat > self.slo_s[rows.cls] * 1e3)
+            self._count(rows.t0, rows.cls.astype(np.int64), lat > self.slo_s[rows.cls] * 1e3)
         if self.records is not None:
             self.records.add(rows, "completed", "", rows.t)
         m = rows.t0 >= self.warmup_s
@@ -130,8 +152,13 @@ class EndToEnd:
         self._mark(rows.origin)
         if self.series is not None:
             self.series.violate(rows.t0)
+            self._count(rows.t0, rows.cls.astype(np.int64), np.ones(len(rows), dtype=bool))
         if self.records is not None:
-            self.records.add(rows, "dropped", where, rows.t)
+            # the outcome as a single-stage run names it: timed out and shed by the memory
+            # cap are their own outcomes, any other loss is a drop
+            reason = where.rsplit(": ", 1)[-1]
+            outcome = reason if reason in ("timed_out", "shed_by_cap") else "dropped"
+            self.records.add(rows, outcome, where, rows.t)
         m = rows.t0 >= self.warmup_s
         if not m.any():
             return
@@ -156,7 +183,10 @@ class EndToEnd:
             old = m & ((end_s - r.t0) > self.slo_s[r.cls])
             self.in_flight_violations += np.bincount(r.cls[old], minlength=n)
             if self.series is not None:
-                self.series.violate(r.t0[(end_s - r.t0) > self.slo_s[r.cls]])
+                late = (end_s - r.t0) > self.slo_s[r.cls]
+                self.series.violate(r.t0[late])
+                self._count(r.t0[late], r.cls[late].astype(np.int64),
+                            np.ones(int(late.sum()), dtype=bool))
         self.violations += self.in_flight_violations
 
 

@@ -22,16 +22,34 @@ import pandas as pd
 from simulator import cost
 from simulator.cascade.simulation import CascadeRecord
 from simulator.engine.recorder import latency_summary
-from simulator.metrics import LatencySketch
+from simulator.metrics import LatencySketch, worst_window
 from simulator.summary import build_summary
 
 
 def _sla(violations: int, completed: int, lost: int, in_flight_viol: int,
-         slo_ms: float) -> dict[str, Any]:
+         slo_ms: float, worst: dict[str, Any] | None = None) -> dict[str, Any]:
     n = completed + lost + in_flight_viol
-    return {"slo_ms": slo_ms, "violations": violations,
-            "violation_rate": violations / n if n else math.nan,
-            "in_flight_violations": in_flight_viol}
+    out = {"slo_ms": slo_ms, "violations": violations,
+           "violation_rate": violations / n if n else math.nan,
+           "in_flight_violations": in_flight_viol}
+    if worst is not None:
+        out["worst_window"] = worst
+    return out
+
+
+def _worst(rec: CascadeRecord, i: int | None) -> dict[str, Any] | None:
+    """The worst sliding window (``sla.worst_window_s``) of class ``i`` (None: all), by
+    arrival interval from the first interval after the warm-up, as a single-stage run's."""
+    e = rec.e2e
+    if e.series is None:
+        return None
+    iv = e.series.interval_s
+    first = max(0, math.ceil(rec.warmup_s / iv - 1e-9))
+    width = max(1, round(rec.scenario.sla.worst_window_s / iv))
+    if i is None:
+        return worst_window(e.viol_by_interval.sum(axis=0),
+                            e.counted_by_interval.sum(axis=0), first, width, iv)
+    return worst_window(e.viol_by_interval[i], e.counted_by_interval[i], first, width, iv)
 
 
 def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
@@ -65,7 +83,7 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
                          "lost": int(lost_by_class[i]), "in_flight": int(e.in_flight[i])},
             "latency_ms": latency_summary(e.latency[i]),
             "sla": _sla(int(e.violations[i]), int(e.completed[i]), int(lost_by_class[i]),
-                        int(e.in_flight_violations[i]), float(slo)),
+                        int(e.in_flight_violations[i]), float(slo), _worst(rec, i)),
             "degraded": int(e.degraded[i]),
         }
     e2e_mean = lat.mean if lat.n else math.nan
@@ -104,6 +122,8 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
                if s["overloaded"]]
     bottleneck = _bottleneck(stages)
     completed, lost_tot = int(e.completed.sum()), int(lost_by_class.sum())
+    timed_out = sum(int(v.sum()) for k, v in e.lost.items() if k.endswith(": timed_out"))
+    shed = sum(int(v.sum()) for k, v in e.lost.items() if k.endswith(": shed_by_cap"))
     # a fork's channels wait side by side: per stage, its longest-waiting unit
     mean_wait = sum(max((units[u.name]["queue_wait_ms"]["mean"] for u, _ in rec.units
                          if u.stage == k and units[u.name]["queue_wait_ms"]["mean"]
@@ -120,8 +140,10 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
         "wall_s": rec.wall_s,
         "cascade": True,
         "requests": {
-            "arrived": arrived, "completed": completed, "dropped": lost_tot, "timed_out": 0,
-            "shed_by_cap": 0, "in_flight": int(e.in_flight.sum()),
+            # as a single-stage run: timed out and shed by the cap apart from other drops
+            "arrived": arrived, "completed": completed,
+            "dropped": lost_tot - timed_out - shed, "timed_out": timed_out,
+            "shed_by_cap": shed, "in_flight": int(e.in_flight.sum()),
             "arrived_incl_warmup": e.arrived_all,
             "lost": {k: int(v.sum()) for k, v in e.lost.items()},
         },
@@ -130,7 +152,7 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
         "queue_wait_ms": {"mean": mean_wait, "p50": math.nan, "p95": math.nan,
                           "p99": math.nan},
         "sla": _sla(int(e.violations.sum()), completed, lost_tot,
-                    int(e.in_flight_violations.sum()), sc.sla.slo_ms),
+                    int(e.in_flight_violations.sum()), sc.sla.slo_ms, _worst(rec, None)),
         "utilization": busy / prov if prov else math.nan,
         "nodes": {"mean": node_s / window, "max": sum(s["nodes"]["max"] for s in units.values()),
                   "node_seconds": node_s},
@@ -164,21 +186,40 @@ def build_cascade_summary(rec: CascadeRecord) -> dict[str, Any]:
     }
 
 
+#: the share of its requests a stage must lose to be named first (before budgets and load)
+LOSS_SHARE = 0.01
+
+
 def _bottleneck(stages: dict[str, Any]) -> dict[str, Any]:
-    """The stage to scale first: an overloaded stage; else the one most often over its
-    budget (stages with a budget); else the busiest (highest utilisation). Ties: the larger
-    share of the end-to-end latency."""
-    def key(item: tuple[str, Any]) -> tuple[float, float, float, float]:
+    """The stage to scale first (or fix): an overloaded stage; else the one losing the largest
+    share of the requests it received (at least :data:`LOSS_SHARE`: full queues, timeouts, a
+    join no channel answered in time); else the one most often over its budget (stages with
+    a budget); else the busiest (highest utilisation). Ties: the larger share of the
+    end-to-end latency."""
+    def lost_share(s: dict[str, Any]) -> float:
+        n = s["requests"]["entered"]
+        return sum(s["requests"]["lost"].values()) / n if n else 0.0
+
+    def key(item: tuple[str, Any]) -> tuple[float, float, float, float, float]:
         s = item[1]
         share = s["share_of_e2e_latency"]
         over = s["over_budget_rate"]
         util = s["utilization"]
-        return (float(s["overloaded"]), over if over is not None and over == over else -1.0,
+        loss = lost_share(s)
+        return (float(s["overloaded"]), loss if loss >= LOSS_SHARE else -1.0,
+                over if over is not None and over == over else -1.0,
                 util if util == util else -1.0, share if share == share else -1.0)
 
     name, s = max(stages.items(), key=key)
+    loss = lost_share(s)
     if s["overloaded"]:
         why = f"overloaded: {s['overload_reason']}"
+    elif loss >= LOSS_SHARE:
+        lost = s["requests"]["lost"]
+        why = (f"loses {loss:.2%} of the requests it receives ("
+               + ", ".join(f"{k}: {v:,}" for k, v in sorted(lost.items(), key=lambda x: -x[1]))
+               + ")" + ("; no candidates: no channel answered within the join's timeouts"
+                        if lost.get("no candidates") else ""))
     elif s["over_budget_rate"]:
         why = (f"{s['over_budget_rate']:.2%} of its requests over its {s['budget_ms']:g} ms "
                "budget, the most of any stage")

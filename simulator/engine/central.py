@@ -136,7 +136,12 @@ class CentralDispatcher:
         q = self.queue
         if self._wait_head == q.tail:  # asked already, for this same next arrival
             return self._wait_t
-        t1 = q.fill_time(1)
+        horizon = self.env._now + q.table.lookahead_s
+        t1 = q.fill_time(1, horizon)
+        if t1 == math.inf and not q.table.exhausted and q.table.loaded_until > horizon:
+            # none within the look-ahead (a cascade stage): look again when the arrivals
+            # read so far run out
+            return q.table.loaded_until
         if not self._lookahead or t1 == math.inf:
             return t1
         head = UpcomingHead(self.table, q.tail, t1)
@@ -156,11 +161,13 @@ class CentralDispatcher:
         """When a decision to wait on queue ``q`` expires (s): its deadline, or the arrival
         that brings ``wake_at_size`` requests or ``wake_at_items`` items."""
         t = dec.wait_until_s if dec.wait_until_s is not None else math.inf
+        # arrivals after the deadline t cannot wake it earlier: they are not read (in a
+        # cascade reading them would run the stages before ahead, holding their rows)
         if dec.wake_at_size:
-            f = q.fill_time(dec.wake_at_size)
+            f = q.fill_time(dec.wake_at_size, t)
             t = f if f < t else t
         if dec.wake_at_items is not None and q.next_arrival_s < t:
-            f = q.items_fill_time(dec.wake_at_items)  # an arrival: none before the next one
+            f = q.items_fill_time(dec.wake_at_items, t)  # an arrival: none before the next
             t = f if f < t else t
         return t
 

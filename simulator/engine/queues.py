@@ -79,7 +79,9 @@ class UpcomingHead:
     def __init__(self, table: RequestTable, first: int, t_s: float) -> None:
         self.table, self.first, self.t_s = table, first, t_s
         n = 0
-        while ((first + n < table.end_id or table.ensure(first + n))
+        # (an id not loaded once every arrival up to t_s is arrives later: not read, so a
+        # cascade's stages before are not run ahead to find it)
+        while ((first + n < table.end_id or table.ensure(first + n, t_s))
                and table.arrival_s[first + n - table.base] == t_s):
             n += 1
         self.n = n
@@ -154,12 +156,12 @@ class LazyAdmission:
             if tab.loaded_until > now_s or not tab.load_next():
                 return
 
-    def items_fill_time(self, items: int) -> float:
+    def items_fill_time(self, items: int, until_s: float = np.inf) -> float:
         """Arrival time at which the waiting requests will hold ``items`` items (inf if never,
-        or if they already do). Counts every future arrival as admitted, so it errs early,
-        never late."""
+        if they already do, or if not at or before ``until_s``: arrivals past it are not
+        read). Counts every future arrival as admitted, so it errs early, never late."""
         tab = self.table
-        if self.tail >= tab.end_id and not tab.ensure(self.tail):
+        if self.tail >= tab.end_id and not tab.ensure(self.tail, until_s):
             return np.inf
         i = self.tail - tab.base
         ib = tab.items_before
@@ -181,7 +183,7 @@ class LazyAdmission:
                             else len(ib))
             if p < len(ib):
                 return tab.arrival_s[p - 1]  # the arrival that brings the items to target
-            if not tab.load_next():
+            if tab.loaded_until > until_s or not tab.load_next():
                 return np.inf
             i = self.tail - tab.base
 
@@ -192,13 +194,14 @@ class LazyAdmission:
     def waiting_items(self) -> int:
         raise NotImplementedError
 
-    def fill_time(self, size: int) -> float:
-        """Arrival time at which ``size`` requests will be waiting (inf if never)."""
+    def fill_time(self, size: int, until_s: float = np.inf) -> float:
+        """Arrival time at which ``size`` requests will be waiting (inf if never, or if not at
+        or before ``until_s``: arrivals past it are not read)."""
         gid = self.tail + (size - self.len) - 1
         if gid < self.tail:
             return -np.inf
         tab = self.table
-        if gid >= tab.end_id and not tab.ensure(gid):
+        if gid >= tab.end_id and not tab.ensure(gid, until_s):
             return np.inf
         return tab.arrival_s[gid - tab.base]
 

@@ -15,6 +15,7 @@ The table is the one owner of a request's fate: a request ends only through
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from enum import IntEnum
@@ -120,6 +121,10 @@ class RequestTable:
         self._served_ids: list[tuple[np.ndarray, float, float, int]] = []
         self.served_ids = self._served_ids.append
         self.loaded_until = 0.0  # every arrival before this time is loaded
+        # how far past now (s) the dispatcher reads arrivals to find the next one: unbounded
+        # for a workload (reading is cheap); a cascade stage's arrivals are the stage before's
+        # departures, and reading them runs that stage ahead, holding its rows
+        self.lookahead_s = math.inf
         self.shed_by_cap = 0  # requests shed by the memory cap (shed()), whole run
         self._listener: FateListener | None = None  # see watch()
         self._sized_to = 0  # resize(): items_before is right up to this id ...
@@ -364,10 +369,13 @@ class RequestTable:
             ib[i + 1:j + 1] = [x - gone for x in ib[i + 1:j + 1]]
         self._sized_to, self._shrunk = end, gone
 
-    def ensure(self, gid: int) -> bool:
-        """Load chunks until ``gid`` is in the table; False if the workload ends first."""
+    def ensure(self, gid: int, until_s: float = math.inf) -> bool:
+        """Load chunks until ``gid`` is in the table; False if the workload ends first, or
+        if every arrival up to ``until_s`` is loaded without it (it arrives later: a caller
+        that only needs arrivals before a deadline need not read past it; in a cascade,
+        reading arrivals runs the stages before ahead, holding their rows)."""
         while gid >= self.end_id:
-            if not self.load_next():
+            if self.loaded_until > until_s or not self.load_next():
                 return False
         return True
 

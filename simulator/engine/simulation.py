@@ -17,6 +17,7 @@ Parts, one owner per concept (docs/architecture.md walks one request through the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,8 @@ class Simulation:
 
     def __init__(self, sc: Scenario, seed: int | None = None, records: str | None = None,
                  records_path: Path | None = None,
-                 arrivals: Iterator[Chunk] | None = None) -> None:
+                 arrivals: Iterator[Chunk] | None = None,
+                 arrival_lookahead_s: float = math.inf) -> None:
         self.sc = sc
         self.seed = sc.simulation.seed if seed is None else int(seed)
         self.env = env = Clock()
@@ -111,6 +113,7 @@ class Simulation:
         self.recorder = Recorder(sc, self.series, self.sink, end_s=self.duration_s)
         self.table = RequestTable(self.workload.chunks() if arrivals is None else arrivals,
                                   self.recorder.on_chunk)
+        self.table.lookahead_s = arrival_lookahead_s
 
         # serving, dispatch, degradation
         self.server = Server(env, self.table, self.nodes, self.pools,
